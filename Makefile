@@ -1,0 +1,35 @@
+# FieldSync: `make run` starts the server with demo data; `make test` runs every test.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+HOST ?= 127.0.0.1
+PORT ?= 5000
+export FLASK_APP := server
+
+.PHONY: run test lint system-deps venv clean bench
+
+$(STAMP): requirements-server.txt requirements-client.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+system-deps:
+	bash .ci/system-deps
+
+# Builds the embedded SQLite database with demo data on first run, prints the URL and a login, serves.
+run: $(STAMP)
+	$(PY) -m flask quickstart --host $(HOST) --port $(PORT)
+
+test: $(STAMP) system-deps
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
