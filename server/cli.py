@@ -1,0 +1,164 @@
+"""Administration commands: `flask --app server <command>` (see README, "Operating the server")."""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import secrets
+import sys
+
+import click
+from flask import Flask, current_app
+from flask_migrate import upgrade
+from sqlalchemy import func, select
+from werkzeug.security import generate_password_hash
+
+from sync_protocol import ProtocolError
+
+from .extensions import db
+from .models import Device, Job, User
+from .services import enrollment, state
+from .services.ids import new_id
+
+
+def init_database() -> bool:
+    """Bring the schema to the newest migration and give a new database its epoch. True if it was new."""
+    upgrade(directory=str(current_app.extensions["migrate"].directory))
+    created = state.initialise()
+    db.session.commit()
+    return created
+
+
+def create_user(username: str, role: str, display_name: str, password: str | None) -> User:
+    if role not in User.ROLES:
+        raise click.BadParameter(f"role must be one of {', '.join(User.ROLES)}")
+    if db.session.execute(select(User).where(User.username == username)).scalar():
+        raise click.ClickException(f"user {username!r} exists")
+    user = User(
+        id=new_id("U"),
+        username=username,
+        display_name=display_name,
+        role=role,
+        password_hash=generate_password_hash(password) if password else None,
+    )
+    db.session.add(user)
+    return user
+
+
+def _user(username: str) -> User:
+    user = db.session.execute(select(User).where(User.username == username)).scalar()
+    if user is None:
+        raise click.ClickException(f"no user {username!r}")
+    return user
+
+
+def register(app: Flask) -> None:
+    @app.cli.command("init-db")
+    def init_db_command() -> None:
+        """Create or upgrade the database schema (migrations) and initialise sync state."""
+        created = init_database()
+        click.echo("database initialised" if created else "database schema is up to date")
+
+    @app.cli.command("seed-demo")
+    @click.option("--seed", default=7, show_default=True, help="Random seed: same seed, same data.")
+    @click.option("--customers", default=3000, show_default=True)
+    @click.option("--jobs", default=400, show_default=True)
+    def seed_demo_command(seed: int, customers: int, jobs: int) -> None:
+        """Fill an empty database with realistic demo data (users, customers, routes, meters, jobs)."""
+        from .demo import seed_demo
+
+        init_database()
+        if db.session.execute(select(func.count()).select_from(Job)).scalar():
+            raise click.ClickException("the database already holds data; seed only an empty one")
+        summary = seed_demo(seed=seed, customers=customers, jobs=jobs, progress=True)
+        click.echo(", ".join(f"{count} {name}" for name, count in summary.items()))
+
+    @app.cli.command("create-user")
+    @click.argument("username")
+    @click.option("--role", type=click.Choice(User.ROLES), required=True)
+    @click.option("--name", "display_name", help="Display name (default: the username).")
+    @click.option("--password", help="For staff and admins; prompted for when omitted.")
+    def create_user_command(username: str, role: str, display_name: str | None, password: str | None) -> None:
+        """Create a user. Field users enrol handhelds with codes; staff and admins sign in with passwords."""
+        if role in ("staff", "admin") and password is None:
+            password = getpass.getpass("password: ") if sys.stdin.isatty() else secrets.token_urlsafe(12)
+            if not sys.stdin.isatty():
+                click.echo(f"generated password: {password}")
+        user = create_user(username, role, display_name or username, password)
+        db.session.commit()
+        click.echo(f"created {role} {username} ({user.id})")
+
+    @app.cli.command("enroll-code")
+    @click.argument("username")
+    @click.option("--hours", type=int, help="Validity (default FIELDSYNC_ENROLL_CODE_TTL_HOURS).")
+    def enroll_code_command(username: str, hours: int | None) -> None:
+        """Print a one-time enrolment code for a field user's handheld."""
+        user = _user(username)
+        if not user.is_field:
+            raise click.ClickException("only field users (lineman, meter_reader) enrol handhelds")
+        try:
+            code = enrollment.issue_code(user, hours or current_app.config["ENROLL_CODE_TTL_HOURS"])
+        except ProtocolError as exc:
+            raise click.ClickException(exc.message) from exc
+        db.session.commit()
+        click.echo(code)
+
+    @app.cli.command("revoke-device")
+    @click.argument("device_id")
+    def revoke_device_command(device_id: str) -> None:
+        """Revoke a handheld's token; its next request is refused."""
+        device = db.session.get(Device, device_id)
+        if device is None:
+            raise click.ClickException(f"no device {device_id!r}")
+        enrollment.revoke(device)
+        db.session.commit()
+        click.echo(f"revoked {device_id}")
+
+    @app.cli.command("list-devices")
+    def list_devices_command() -> None:
+        """Devices with their user, last sync and state."""
+        rows = db.session.execute(
+            select(Device, User.username).join(User, User.id == Device.user_id).order_by(Device.created_at)
+        )
+        for device, username in rows:
+            status = "revoked" if device.revoked_at else "active"
+            last = device.last_push_at or device.last_pull_at
+            click.echo(f"{device.id}  {username:<16} {device.name:<24} {status:<8} last sync {last or '-'}")
+
+    @app.cli.command("rotate-epoch")
+    def rotate_epoch_command() -> None:
+        """After restoring a backup: make every handheld push its outbox and download its scope again."""
+        epoch = state.rotate_epoch()
+        db.session.commit()
+        click.echo(f"new epoch {epoch}")
+
+    @app.cli.command("compact")
+    @click.option("--days", type=int, help="Retention (default FIELDSYNC_CHANGE_RETENTION_DAYS).")
+    def compact_command(days: int | None) -> None:
+        """Delete change-log rows (tombstones included) older than the retention period."""
+        deleted = state.compact(days or current_app.config["CHANGE_RETENTION_DAYS"], dt.datetime.now(dt.UTC))
+        db.session.commit()
+        click.echo(f"compacted {deleted} change-log rows")
+
+    @app.cli.command("quickstart")
+    @click.option("--host", default="127.0.0.1", show_default=True)
+    @click.option("--port", default=5000, show_default=True)
+    def quickstart_command(host: str, port: int) -> None:
+        """Initialise the database with demo data on first run, print the URL and logins, and serve."""
+        from .demo import DEMO_ADMIN_USERNAME, DEMO_READER, demo_admin_password, seed_demo
+
+        init_database()
+        if not db.session.execute(select(func.count()).select_from(Job)).scalar():
+            click.echo("first run: loading demo data ...")
+            seed_demo(seed=7, customers=3000, jobs=400, progress=True)
+        reader = _user(DEMO_READER)
+        code = enrollment.issue_code(reader, current_app.config["ENROLL_CODE_TTL_HOURS"])
+        db.session.commit()
+        url = f"http://{host}:{port}/"
+        click.echo("")
+        click.echo(f"FieldSync server: {url}")
+        click.echo(f"  service centre login: {DEMO_ADMIN_USERNAME} / {demo_admin_password()}")
+        click.echo(f"  handheld enrolment code for meter reader {DEMO_READER}: {code}")
+        click.echo(f"  health: {url}api/v1/health")
+        click.echo("")
+        current_app.run(host=host, port=port, use_reloader=False, threaded=True)

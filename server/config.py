@@ -1,0 +1,37 @@
+"""Configuration read from the environment; TestConfig beside it for the test suite."""
+
+from __future__ import annotations
+
+import os
+
+
+def _int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+class Config:
+    # SQLite in the instance folder unless DATABASE_URL names another database (PostgreSQL in production).
+    SQLALCHEMY_DATABASE_URI: str | None = os.environ.get("DATABASE_URL")
+    # Signs session cookies; a random per-instance key is generated when unset (see create_app).
+    SECRET_KEY: str | None = os.environ.get("FIELDSYNC_SECRET_KEY")
+    # Requests larger than this (after gzip decoding too) are refused with 413.
+    MAX_CONTENT_LENGTH = _int("FIELDSYNC_MAX_BODY_BYTES", 4 * 1024 * 1024)
+    MAX_DECODED_BODY_BYTES = _int("FIELDSYNC_MAX_DECODED_BODY_BYTES", 16 * 1024 * 1024)
+    # A pull page stops growing at this many bytes of JSON, or this many records.
+    PULL_PAGE_BYTES = _int("FIELDSYNC_PULL_PAGE_BYTES", 512 * 1024)
+    PULL_PAGE_RECORDS = _int("FIELDSYNC_PULL_PAGE_RECORDS", 2000)
+    # How far ahead of the server a device stamp may be before it is clamped and flagged.
+    MAX_CLOCK_SKEW_MS = _int("FIELDSYNC_MAX_CLOCK_SKEW_MS", 5 * 60 * 1000)
+    # Change-log rows (tombstones included) are kept this long: longer than any supported offline period.
+    CHANGE_RETENTION_DAYS = _int("FIELDSYNC_CHANGE_RETENTION_DAYS", 60)
+    ENROLL_CODE_TTL_HOURS = _int("FIELDSYNC_ENROLL_CODE_TTL_HOURS", 72)
+    # Hi/lo factors per meter class: {"residential": [0.5, 2.0], ...}; defaults in sync_protocol.readings.
+    READING_FACTORS: dict[str, tuple[float, float]] | None = None
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    JSON_SORT_KEYS = False
+
+
+class TestConfig(Config):
+    TESTING = True
+    SECRET_KEY = "test-secret-key"
+    SQLALCHEMY_DATABASE_URI = None  # each test passes its own

@@ -1,0 +1,1 @@
+"""Domain logic of the server; HTTP handlers stay thin and call these."""

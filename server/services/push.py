@@ -1,0 +1,352 @@
+"""Applying a device's pushed batch.
+
+Guarantees:
+- The whole batch runs in one write transaction: every change's effects, its receipt and its
+  change-log entries commit together, or nothing does.
+- Exactly-once effect: a change id already received answers from its stored receipt (same result),
+  whatever batch it comes in; the same id with different content is rejected as `id_reuse`.
+- One bad change never blocks the queue: it is acknowledged as `rejected` with its reason, its payload is
+  kept in the receipt for staff, and the rest of the batch applies.
+- A stamp from a clock far ahead is clamped to the server's time and flagged `clock_skew`; its data stays.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import current_app
+from marshmallow import ValidationError
+from sqlalchemy import select
+
+from sync_protocol import (
+    HLC,
+    Actor,
+    Change,
+    FieldEdit,
+    Outcome,
+    ProtocolError,
+    Status,
+    UnknownEntity,
+    bound_skew,
+    canonical_json,
+    flatten_messages,
+    load_change,
+    merge_fact,
+    merge_field_edit,
+    merge_status,
+)
+from sync_protocol.merge import Conflict, StatusChange
+from sync_protocol.readings import ReadingRuleError, check_read_time, check_register_value, expected_band
+from sync_protocol.schemas import PushRequestSchema
+
+from ..database import write_transaction
+from ..extensions import db
+from ..models import (
+    ChangeReceipt,
+    Device,
+    Job,
+    JobEvent,
+    Meter,
+    MeterReading,
+    Route,
+    User,
+)
+from . import changefeed, scope
+from .clock import server_clock
+from .conflicts import WORK_AFTER_CANCEL_FLAG, record_conflicts
+from .jobstate import load_state, lock_job, store_state
+from .records import event_push_data, reading_factors, reading_push_data
+
+
+@dataclass
+class Context:
+    device: Device
+    user: User
+    now: dt.datetime
+    max_skew_ms: int
+    flags: list[str] = field(default_factory=list)
+
+
+def _result(
+    change_id: str,
+    outcome: Outcome,
+    *,
+    error: ProtocolError | None = None,
+    conflicts: tuple[Conflict, ...] = (),
+    hlc: HLC | None = None,
+    flags: list[str] | None = None,
+) -> dict:
+    return {
+        "change_id": change_id,
+        "status": outcome.value,
+        "error": None if error is None else error.to_wire()["error"],
+        "conflicts": [c.to_wire() for c in conflicts],
+        "hlc": None if hlc is None else str(hlc),
+        "flags": flags or [],
+    }
+
+
+def _rejected(change_id: str, error: ProtocolError) -> dict:
+    return _result(change_id, Outcome.REJECTED, error=error)
+
+
+def fingerprint(raw: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(raw).encode()).hexdigest()
+
+
+def push_batch(device: Device, user: User, body: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate and apply a push request; returns the push response (per-change results, in order)."""
+    try:
+        request = PushRequestSchema().load(body)
+    except ValidationError as exc:
+        raise ProtocolError(
+            "validation_error", "The batch is malformed; nothing was applied.", flatten_messages(exc.messages)
+        ) from exc
+
+    def work() -> list[dict]:
+        ctx = Context(device, user, dt.datetime.now(dt.UTC), current_app.config["MAX_CLOCK_SKEW_MS"])
+        ids = [raw["change_id"] for raw in request["changes"]]
+        receipts = {
+            r.change_id: r
+            for r in db.session.execute(
+                select(ChangeReceipt).where(ChangeReceipt.change_id.in_(ids))
+            ).scalars()
+        }
+        results = []
+        for raw in request["changes"]:
+            results.append(_one(ctx, raw, receipts.get(raw["change_id"])))
+        device.last_push_at = ctx.now
+        return results
+
+    results = write_transaction(work)
+    return {"batch_id": request["batch_id"], "results": results}
+
+
+def _one(ctx: Context, raw: Mapping[str, Any], receipt: ChangeReceipt | None) -> dict:
+    change_id = raw["change_id"]
+    print_ = fingerprint(raw)
+    if receipt is not None:
+        if receipt.user_id != ctx.user.id or receipt.fingerprint != print_:
+            return _rejected(
+                change_id, ProtocolError("id_reuse", "This change id was already used for other content.")
+            )
+        return receipt.result  # exactly-once: the same answer as the first time
+    try:
+        change = load_change(raw)
+    except UnknownEntity as exc:
+        code = "read_only_entity" if exc.read_only else "unknown_entity"
+        result = _rejected(change_id, ProtocolError(code, fields=flatten_messages(exc.messages)))
+    except ValidationError as exc:
+        result = _rejected(
+            change_id, ProtocolError("validation_error", fields=flatten_messages(exc.messages))
+        )
+    else:
+        result = _apply(ctx, change)
+    db.session.add(
+        ChangeReceipt(
+            change_id=change_id,
+            device_id=ctx.device.id,
+            user_id=ctx.user.id,
+            entity=str(raw.get("entity", ""))[:40],
+            entity_id=str(raw.get("entity_id", ""))[:64],
+            status=result["status"],
+            fingerprint=print_,
+            payload=dict(raw),
+            result=result,
+            received_at=ctx.now,
+        )
+    )
+    return result
+
+
+def _apply(ctx: Context, change: Change) -> dict:
+    reference = server_clock().now()
+    stamp, skewed = bound_skew(change.hlc, reference, ctx.max_skew_ms)
+    server_clock().observe(stamp)
+    flags = ["clock_skew"] if skewed else []
+    try:
+        return APPLIERS[change.entity](ctx, change, stamp, flags)
+    except ReadingRuleError as exc:
+        return _rejected(change.change_id, ProtocolError("reading_invalid", str(exc), {"data": [exc.rule]}))
+    except ProtocolError as exc:
+        return _rejected(change.change_id, exc)
+
+
+# --- per entity ----------------------------------------------------------------------------------
+
+
+def _job_in_scope(ctx: Context, job_id: str) -> Job:
+    job = lock_job(job_id)
+    if job is None:
+        raise ProtocolError("not_found_record", f"no job {job_id}", {"entity_id": ["Unknown job."]})
+    if job.assigned_to != ctx.user.id:
+        raise ProtocolError(
+            "not_in_scope", "this job is not assigned to you", {"entity_id": ["Not your job."]}
+        )
+    return job
+
+
+def apply_job_edit(ctx: Context, change: Change, stamp: HLC, flags: list[str]) -> dict:
+    job = _job_in_scope(ctx, change.entity_id)
+    edit = FieldEdit(change.change_id, job.id, stamp, Actor.FIELD, dict(change.data), change.base)
+    result = merge_field_edit(load_state(job), edit)
+    if result.outcome is Outcome.REJECTED:
+        return _rejected(change.change_id, result.error)
+    if store_state(job, result.state):
+        changefeed.emit("job", job.id, scope.job_audience(job))
+    record_conflicts(result.conflicts, "job", user_id=ctx.user.id, device_id=ctx.device.id, at=ctx.now)
+    return _result(change.change_id, result.outcome, conflicts=result.conflicts, hlc=stamp, flags=flags)
+
+
+def apply_job_event(ctx: Context, change: Change, stamp: HLC, flags: list[str]) -> dict:
+    data = change.data
+    job = _job_in_scope(ctx, data["job_id"])
+    existing = db.session.get(JobEvent, change.entity_id)
+    fact = merge_fact(None if existing is None else event_push_data(existing), data)
+    if fact.outcome is Outcome.REJECTED:
+        return _rejected(change.change_id, fact.error)
+    if existing is not None:  # the same event again under another change id: nothing to do
+        return _result(change.change_id, Outcome.APPLIED, hlc=HLC.parse(existing.hlc), flags=flags)
+    outcome, conflicts = Outcome.APPLIED, ()
+    if data["kind"] == "status":
+        if data["round"] > job.round:
+            raise ProtocolError(
+                "unknown_round",
+                f"job {job.id} has no round {data['round']}",
+                {"data.round": ["Unknown round."]},
+            )
+        status_change = StatusChange(
+            change.entity_id, job.id, stamp, Actor.FIELD, Status(data["status"]), data["round"]
+        )
+        merged = merge_status(load_state(job), status_change)
+        if merged.outcome is Outcome.REJECTED:
+            return _rejected(change.change_id, merged.error)
+        outcome, conflicts = merged.outcome, merged.conflicts
+        if store_state(job, merged.state):
+            changefeed.emit("job", job.id, scope.job_audience(job))
+    db.session.add(
+        JobEvent(
+            id=change.entity_id,
+            job_id=job.id,
+            kind=data["kind"],
+            status=data.get("status"),
+            round=data.get("round"),
+            text=data.get("text"),
+            material_code=data.get("material_code"),
+            quantity=data.get("quantity"),
+            unit=data.get("unit"),
+            recorded_at=dt.datetime.fromisoformat(data["recorded_at"]),
+            gps=data.get("gps"),
+            hlc=str(stamp),
+            source="field",
+            author_id=ctx.user.id,
+            device_id=ctx.device.id,
+            received_at=ctx.now,
+            flags=list(flags),
+        )
+    )
+    db.session.flush()
+    record_conflicts(conflicts, "job", user_id=ctx.user.id, device_id=ctx.device.id, at=ctx.now)
+    changefeed.emit("job_event", change.entity_id, scope.job_audience(job))
+    result_flags = flags + ([WORK_AFTER_CANCEL_FLAG] if conflicts else [])
+    return _result(change.change_id, outcome, conflicts=conflicts, hlc=stamp, flags=result_flags)
+
+
+def apply_reading(ctx: Context, change: Change, stamp: HLC, flags: list[str]) -> dict:
+    data = change.data
+    meter = db.session.get(Meter, data["meter_id"])
+    if meter is None:
+        raise ProtocolError("not_found_record", "unknown meter", {"data.meter_id": ["Unknown meter."]})
+    route = db.session.get(Route, meter.route_id) if meter.route_id else None
+    if route is None or route.assigned_to != ctx.user.id:
+        raise ProtocolError(
+            "not_in_scope", "this meter is not on your route", {"data.meter_id": ["Not on your route."]}
+        )
+    existing = db.session.get(MeterReading, change.entity_id)
+    fact = merge_fact(None if existing is None else reading_push_data(existing), data)
+    if fact.outcome is Outcome.REJECTED:
+        return _rejected(change.change_id, fact.error)
+    if existing is not None:
+        return _result(change.change_id, Outcome.APPLIED, hlc=HLC.parse(existing.hlc), flags=flags)
+    read_at = dt.datetime.fromisoformat(data["read_at"])
+    check_read_time(
+        int(read_at.timestamp() * 1000),
+        None if meter.last_read_at is None else int(meter.last_read_at.timestamp() * 1000),
+        int(ctx.now.timestamp() * 1000),
+        ctx.max_skew_ms,
+    )
+    superseded = None
+    if data["supersedes"]:
+        superseded = db.session.get(MeterReading, data["supersedes"])
+        if superseded is None or superseded.meter_id != meter.id:
+            raise ProtocolError(
+                "reading_invalid",
+                "supersedes an unknown reading of this meter",
+                {"data.supersedes": ["Unknown reading of this meter."]},
+            )
+    band = None
+    if data["value"] is not None:
+        check_register_value(data["value"], meter.dials)
+        low, high = reading_factors(meter.meter_class)
+        band = expected_band(
+            current=data["value"],
+            previous=meter.last_value,
+            previous_at_ms=None if meter.last_read_at is None else int(meter.last_read_at.timestamp() * 1000),
+            read_at_ms=int(read_at.timestamp() * 1000),
+            dials=meter.dials,
+            multiplier=meter.multiplier,
+            avg_daily=meter.avg_daily,
+            low_factor=low,
+            high_factor=high,
+            previous_estimated=meter.last_read_type == "estimated",
+        )
+    reading = MeterReading(
+        id=change.entity_id,
+        meter_id=meter.id,
+        route_id=meter.route_id,
+        reader_id=ctx.user.id,
+        device_id=ctx.device.id,
+        value=data["value"],
+        reading_type=data["reading_type"],
+        skip_code=data["skip_code"],
+        trouble_code=data["trouble_code"],
+        comment_code=data["comment_code"],
+        note=data["note"],
+        read_at=read_at,
+        supersedes=data["supersedes"],
+        gps=data["gps"],
+        check=data["check"],
+        check_result=None if band is None else band.result.value,
+        consumption=None if band is None else band.consumption,
+        rollover=bool(band and band.rollover),
+        hlc=str(stamp),
+        received_at=ctx.now,
+        flags=flags,
+    )
+    db.session.add(reading)
+    audience = [route.assigned_to]
+    if superseded is not None and (
+        superseded.superseded_by is None or _later(reading, superseded.superseded_by)
+    ):
+        superseded.superseded_by = reading.id
+        changefeed.emit("meter_reading", superseded.id, audience)
+    db.session.flush()
+    changefeed.emit("meter_reading", reading.id, audience)
+    return _result(change.change_id, Outcome.APPLIED, hlc=stamp, flags=flags)
+
+
+def _later(reading: MeterReading, other_id: str) -> bool:
+    """Of two corrections of one reading, the later stamp supersedes it (deterministic)."""
+    other = db.session.get(MeterReading, other_id)
+    return other is None or reading.hlc > other.hlc
+
+
+APPLIERS: Mapping[str, Callable[[Context, Change, HLC, list[str]], dict]] = {
+    "job": apply_job_edit,
+    "job_event": apply_job_event,
+    "meter_reading": apply_reading,
+}
