@@ -52,6 +52,7 @@ def create_app(config: Mapping[str, Any] | None = None, instance_path: str | Non
     from .openapi import bp as openapi_bp
     from .services import changefeed
     from .sync import bp as sync_bp
+    from .web import bp as web_bp
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS))
@@ -60,7 +61,7 @@ def create_app(config: Mapping[str, Any] | None = None, instance_path: str | Non
     changefeed.install(Session)
     http.init_http(app)
     errors.register_error_handlers(app)
-    for blueprint in (health_bp, auth_bp, sync_bp, openapi_bp):
+    for blueprint in (health_bp, auth_bp, sync_bp, openapi_bp, web_bp):
         app.register_blueprint(blueprint)
     cli.register(app)
     return app

@@ -12,6 +12,7 @@ from flask import Flask, current_app
 from flask_migrate import upgrade
 from sqlalchemy import func, select
 from werkzeug.security import generate_password_hash
+from werkzeug.serving import run_simple
 
 from sync_protocol import ProtocolError
 
@@ -161,4 +162,5 @@ def register(app: Flask) -> None:
         click.echo(f"  handheld enrolment code for meter reader {DEMO_READER}: {code}")
         click.echo(f"  health: {url}api/v1/health")
         click.echo("")
-        current_app.run(host=host, port=port, use_reloader=False, threaded=True)
+        # the development server (one process, threaded); production runs gunicorn (docs/operations.md)
+        run_simple(host, port, current_app._get_current_object(), threaded=True)

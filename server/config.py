@@ -25,6 +25,9 @@ class Config:
     # Change-log rows (tombstones included) are kept this long: longer than any supported offline period.
     CHANGE_RETENTION_DAYS = _int("FIELDSYNC_CHANGE_RETENTION_DAYS", 60)
     ENROLL_CODE_TTL_HOURS = _int("FIELDSYNC_ENROLL_CODE_TTL_HOURS", 72)
+    # Enrolment attempts per client address per window (brute-forcing codes); 429 beyond.
+    ENROLL_ATTEMPTS_PER_WINDOW = _int("FIELDSYNC_ENROLL_ATTEMPTS", 10)
+    ENROLL_WINDOW_SECONDS = _int("FIELDSYNC_ENROLL_WINDOW_SECONDS", 600)
     # Hi/lo factors per meter class: {"residential": [0.5, 2.0], ...}; defaults in sync_protocol.readings.
     READING_FACTORS: dict[str, tuple[float, float]] | None = None
     SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}

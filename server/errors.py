@@ -45,7 +45,8 @@ def _wants_json() -> bool:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ProtocolError)
     def _protocol_error(error: ProtocolError) -> Response:
-        return error_response(error)
+        retry_after = error.fields.get("retry_after") if error.code == "rate_limited" else None
+        return error_response(error, {"Retry-After": retry_after[0]} if retry_after else None)
 
     @app.errorhandler(ValidationError)
     def _validation(exc: ValidationError) -> Response:

@@ -317,3 +317,14 @@ class ServerState(db.Model):
 
     key: Mapped[str] = mapped_column(String(40), primary_key=True)
     value: Mapped[str] = mapped_column(String(200))
+
+
+class RateLimitWindow(db.Model):
+    """Requests counted per key (e.g. enrolment attempts per client address) in a fixed window; kept in
+    the database so every worker and host shares the count."""
+
+    __tablename__ = "rate_limit_windows"
+
+    key: Mapped[str] = mapped_column(String(120), primary_key=True)
+    window_start: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    count: Mapped[int] = mapped_column(Integer, default=0)

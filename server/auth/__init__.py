@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
 from marshmallow import ValidationError
 
 from sync_protocol import ProtocolError
@@ -17,7 +17,7 @@ from ..errors import validation_error
 from ..extensions import db
 from ..http import json_body
 from ..models import User, utcnow
-from ..services import enrollment
+from ..services import enrollment, ratelimit
 from ..services.records import iso
 
 bp = Blueprint("auth", __name__, url_prefix="/api/v1")
@@ -55,6 +55,10 @@ def device_required(view: Callable[..., Any]) -> Callable[..., Any]:
 @bp.post("/devices/enroll")
 def enroll() -> Any:
     """Exchange a one-time enrolment code for a device id and bearer token."""
+    config = current_app.config
+    ratelimit.hit(
+        f"enroll:{request.remote_addr}", config["ENROLL_ATTEMPTS_PER_WINDOW"], config["ENROLL_WINDOW_SECONDS"]
+    )
     try:
         body = EnrollRequestSchema().load(json_body())
     except ValidationError as exc:
