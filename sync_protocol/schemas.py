@@ -1,8 +1,9 @@
 """Marshmallow schemas for every wire message of protocol version 1 (docs/protocol.md).
 
 Loading validates and normalises: unknown fields, wrong types and oversized strings raise
-ValidationError with field paths; datetimes come back as UTC. Entity payloads ("data") have one schema
-per entity; `load_change` and `load_record` pick it from the ENTITY_SCHEMAS table.
+ValidationError with field paths; datetimes come back as UTC; integers are strict (a reading of 12345.7
+is refused, never truncated to 12345). Entity payloads ("data") have one schema per entity;
+`load_change` and `load_record` pick it from the ENTITY_SCHEMAS table.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from .merge import ConflictKind, Outcome, canonical_json
 from .ownership import ENTITIES, FIELD_EDITABLE_JOB_FIELDS, PUSHABLE_ENTITIES
 from .readings import CheckResult
 
-ID_PATTERN = r"^[A-Za-z0-9_\-:.]{1,64}$"
+ID_PATTERN = r"^[A-Za-z0-9_\-:.]{1,64}\Z"  # \Z, not $: "$" also matches before a trailing newline
 MAX_BATCH_CHANGES = 500
 MAX_NOTE_CHARS = 4000
 MAX_SHORT_CHARS = 200
@@ -93,7 +94,7 @@ class ReadingCheckSchema(StrictSchema):
     low = fields.Float(allow_none=True)
     high = fields.Float(allow_none=True)
     rollover = fields.Boolean(load_default=False)
-    entries = fields.Integer(load_default=1, validate=validate.Range(1, 10))
+    entries = fields.Integer(strict=True, load_default=1, validate=validate.Range(1, 10))
 
 
 class ErrorBodySchema(StrictSchema):
@@ -117,7 +118,7 @@ class JobEventDataSchema(StrictSchema):
     job_id = Id(required=True)
     kind = fields.String(required=True, validate=validate.OneOf(KINDS))
     status = fields.String(validate=validate.OneOf([s.value for s in Status]))
-    round = fields.Integer(validate=validate.Range(1, 1000))
+    round = fields.Integer(strict=True, validate=validate.Range(1, 1000))
     text = Text(MAX_NOTE_CHARS)
     material_code = Text(40)
     quantity = fields.Float(validate=validate.Range(min=0, max=1_000_000, min_inclusive=False))
@@ -154,7 +155,7 @@ class MeterReadingDataSchema(StrictSchema):
     """A meter reading (a value) or a skip (a skip code and no value). Immutable once sent."""
 
     meter_id = Id(required=True)
-    value = fields.Integer(allow_none=True, load_default=None, validate=validate.Range(min=0))
+    value = fields.Integer(strict=True, allow_none=True, load_default=None, validate=validate.Range(min=0))
     reading_type = Code(codes.READING_TYPES, load_default="regular")
     skip_code = Code(codes.SKIP_CODES, allow_none=True, load_default=None)
     trouble_code = Code(codes.TROUBLE_CODES, allow_none=True, load_default=None)
@@ -174,6 +175,7 @@ class MeterReadingDataSchema(StrictSchema):
 class JobEventRecordSchema(JobEventDataSchema):
     """A job event as pulled: what the device sent plus what the server added."""
 
+    hlc = HLCField(required=True)  # as stored by the server (clamped if the device's clock ran ahead)
     author_id = Id(allow_none=True)
     source = fields.String(required=True, validate=validate.OneOf(["field", "office"]))
     received_at = UtcDateTime(required=True)
@@ -183,6 +185,7 @@ class JobEventRecordSchema(JobEventDataSchema):
 class MeterReadingRecordSchema(MeterReadingDataSchema):
     """A reading as pulled: what the device sent plus what the server added."""
 
+    hlc = HLCField(required=True)
     reader_id = Id(allow_none=True)
     received_at = UtcDateTime(required=True)
     flags = fields.List(fields.String(), load_default=list)
@@ -196,7 +199,7 @@ class JobFieldsSchema(StrictSchema):
     premise_id = Id()
     job_type = Code(codes.JOB_TYPES)
     summary = Text(MAX_NOTE_CHARS)
-    priority = fields.Integer(validate=validate.OneOf(list(codes.PRIORITIES)))
+    priority = fields.Integer(strict=True, validate=validate.OneOf(list(codes.PRIORITIES)))
     assigned_to = Id(allow_none=True)
     scheduled_start = UtcDateTime(allow_none=True)
     scheduled_end = UtcDateTime(allow_none=True)
@@ -220,7 +223,7 @@ class JobRecordSchema(JobFieldsSchema):
     """A job as the server sends it: all fields, the merged status, and the editable fields' stamps."""
 
     status = fields.String(required=True, validate=validate.OneOf([s.value for s in Status]))
-    round = fields.Integer(required=True, validate=validate.Range(min=1))
+    round = fields.Integer(strict=True, required=True, validate=validate.Range(min=1))
     status_hlc = HLCField(allow_none=True)
     field_hlc = fields.Dict(
         keys=fields.String(validate=validate.OneOf(sorted(FIELD_EDITABLE_JOB_FIELDS))),
@@ -250,17 +253,17 @@ class MeterSchema(StrictSchema):
     number = Text(40, required=True)
     premise_id = Id(required=True)
     route_id = Id(allow_none=True)
-    route_seq = fields.Integer(allow_none=True)
+    route_seq = fields.Integer(strict=True, allow_none=True)
     meter_class = Text(40, required=True)
-    dials = fields.Integer(required=True, validate=validate.Range(1, 12))
+    dials = fields.Integer(strict=True, required=True, validate=validate.Range(1, 12))
     multiplier = fields.Float(required=True, validate=validate.Range(min=0, min_inclusive=False))
     avg_daily = fields.Float(allow_none=True)
     low_factor = fields.Float(required=True)
     high_factor = fields.Float(required=True)
-    last_value = fields.Integer(allow_none=True)
+    last_value = fields.Integer(strict=True, allow_none=True)
     last_read_at = UtcDateTime(allow_none=True)
     last_read_type = Code(codes.READING_TYPES, allow_none=True)
-    consecutive_estimates = fields.Integer(load_default=0)
+    consecutive_estimates = fields.Integer(strict=True, load_default=0)
 
 
 class RouteSchema(StrictSchema):
@@ -269,7 +272,7 @@ class RouteSchema(StrictSchema):
     assigned_to = Id(allow_none=True)
     cycle_start = fields.Date(allow_none=True)
     cycle_end = fields.Date(allow_none=True)
-    meter_count = fields.Integer(load_default=0)
+    meter_count = fields.Integer(strict=True, load_default=0)
 
 
 class ConflictRecordSchema(StrictSchema):
@@ -331,25 +334,25 @@ class EnrollResponseSchema(StrictSchema):
 
 
 class VersionRangeSchema(StrictSchema):
-    oldest = fields.Integer(required=True)
-    newest = fields.Integer(required=True)
+    oldest = fields.Integer(strict=True, required=True)
+    newest = fields.Integer(strict=True, required=True)
 
 
 class LimitsSchema(StrictSchema):
-    max_batch_changes = fields.Integer(required=True)
-    max_body_bytes = fields.Integer(required=True)
-    page_bytes = fields.Integer(required=True)
+    max_batch_changes = fields.Integer(strict=True, required=True)
+    max_body_bytes = fields.Integer(strict=True, required=True)
+    page_bytes = fields.Integer(strict=True, required=True)
 
 
 class HelloResponseSchema(StrictSchema):
-    protocol = fields.Integer(required=True)
+    protocol = fields.Integer(strict=True, required=True)
     supported = fields.Nested(VersionRangeSchema, required=True)
     server_time = UtcDateTime(required=True)
     server_hlc = HLCField(required=True)
     epoch = fields.String(required=True)
     device = fields.Dict(required=True)
     user = fields.Nested(UserSummarySchema, required=True)
-    scope = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    scope = fields.Dict(keys=fields.String(), values=fields.Integer(strict=True), required=True)
     limits = fields.Nested(LimitsSchema, required=True)
 
 
@@ -368,7 +371,7 @@ class PushRequestSchema(StrictSchema):
     """A batch. Its own shape is checked whole (a bad batch is refused whole, 422); each change's
     content is checked by `load_change`, and a bad change is rejected alone."""
 
-    protocol = fields.Integer(required=True)
+    protocol = fields.Integer(strict=True, required=True)
     batch_id = Id(required=True)
     changes = fields.List(
         fields.Dict(), required=True, validate=validate.Length(1, MAX_BATCH_CHANGES)
@@ -402,7 +405,7 @@ class PushResultSchema(StrictSchema):
 
 
 class PushResponseSchema(StrictSchema):
-    protocol = fields.Integer(required=True)
+    protocol = fields.Integer(strict=True, required=True)
     batch_id = Id(required=True)
     server_time = UtcDateTime(required=True)
     results = fields.List(fields.Nested(PushResultSchema), required=True)
@@ -416,7 +419,7 @@ class PullRecordSchema(StrictSchema):
 
 
 class PullResponseSchema(StrictSchema):
-    protocol = fields.Integer(required=True)
+    protocol = fields.Integer(strict=True, required=True)
     cursor = fields.String(required=True, validate=validate.Length(1, 512))
     has_more = fields.Boolean(required=True)
     server_time = UtcDateTime(required=True)

@@ -61,6 +61,7 @@ def event_push_data(event: JobEvent) -> dict[str, Any]:
 def event_data(event: JobEvent) -> dict[str, Any]:
     data = event_push_data(event)
     data.update(
+        hlc=event.hlc,
         author_id=event.author_id,
         source=event.source,
         received_at=iso(event.received_at),
@@ -88,7 +89,10 @@ def reading_push_data(reading: MeterReading) -> dict[str, Any]:
 def reading_data(reading: MeterReading) -> dict[str, Any]:
     data = reading_push_data(reading)
     data.update(
-        reader_id=reading.reader_id, received_at=iso(reading.received_at), flags=list(reading.flags or [])
+        hlc=reading.hlc,
+        reader_id=reading.reader_id,
+        received_at=iso(reading.received_at),
+        flags=list(reading.flags or []),
     )
     return data
 
@@ -116,9 +120,7 @@ def premise_data(premise: Premise) -> dict[str, Any]:
 
 def reading_factors(meter_class: str) -> tuple[float, float]:
     configured: Mapping[str, Any] = current_app.config.get("READING_FACTORS") or {}
-    low, high = (
-        configured.get(meter_class) or DEFAULT_FACTORS.get(meter_class) or DEFAULT_FACTORS["residential"]
-    )
+    low, high = configured.get(meter_class) or DEFAULT_FACTORS.get(meter_class) or DEFAULT_FACTORS["residential"]
     return float(low), float(high)
 
 

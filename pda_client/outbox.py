@@ -1,0 +1,83 @@
+"""Recording local changes: the record and its outbox entry in one transaction, stamped by the device's
+hybrid logical clock (whose last stamp is persisted in the same transaction, so a restart never reissues
+an older stamp)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from sync_protocol import HLC, HLCClock
+
+from .store import LocalStore
+
+# The server's time is trusted: a handheld adopts it however far its own clock is off.
+TRUST_SERVER_DRIFT_MS = 100 * 365 * 86_400_000
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def iso(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def node_id(device_id: str) -> str:
+    return "".join(ch for ch in device_id if ch.isalnum() or ch in "-_")[:40] or "device"
+
+
+def load_clock(store: LocalStore, physical: Any = None) -> HLCClock:
+    device_id = store.meta("device_id")
+    last = store.meta("hlc_last")
+    kwargs: dict[str, Any] = {
+        "last": HLC.parse(last) if last else None,
+        "max_drift_ms": TRUST_SERVER_DRIFT_MS,
+    }
+    if physical is not None:
+        kwargs["physical"] = physical
+    return HLCClock(node_id(device_id or "unenrolled"), **kwargs)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def enqueue(
+    store: LocalStore,
+    clock: HLCClock,
+    entity: str,
+    entity_id: str,
+    data: Mapping[str, Any],
+    base: Mapping[str, str | None] | None = None,
+    stamp: HLC | None = None,
+) -> dict[str, Any]:
+    """Append a change to the outbox (the caller holds the store's transaction). Returns the change."""
+    stamp = stamp or clock.now()
+    change: dict[str, Any] = {
+        "change_id": str(uuid.uuid4()),
+        "entity": entity,
+        "entity_id": entity_id,
+        "hlc": str(stamp),
+        "data": dict(data),
+    }
+    if base:
+        change["base"] = dict(base)
+    store.db["outbox"].insert(
+        {
+            "change_id": change["change_id"],
+            "entity": entity,
+            "entity_id": entity_id,
+            "payload": _json(change),
+            "created_at": iso(utc_now()),
+        }
+    )
+    store.db["meta"].upsert({"key": "hlc_last", "value": _json(str(clock.last))}, pk="key")
+    return change
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)

@@ -1,0 +1,373 @@
+"""The sync engine: hello, push the outbox in batches, pull pages until done.
+
+Guarantees (DESIGN.md section 3):
+- A change leaves the outbox only in the same local transaction that records the server's answer to it;
+  a sync killed at any point resumes by pushing again, and the server's idempotency returns the same
+  answers. A rejected change moves to the `rejected` table with its reason: never silently dropped.
+- Each pulled page and its cursor are committed in one local transaction; then pending local changes are
+  merged on top again, so a pull never overwrites work that has not reached the server.
+- resync_required (the server was restored, or the device was offline longer than it keeps changes):
+  push the outbox, then download the whole scope again; rows the new snapshot does not contain are dropped
+  at its end, except rows with pending changes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from marshmallow import ValidationError
+
+from sync_protocol import HLC, OLDEST_SUPPORTED_VERSION, PROTOCOL_VERSION, HLCClock, load_record
+
+from .errors import Cancelled, HandheldError, ServerRefused, SyncError
+from .jobs import Jobs
+from .outbox import iso, utc_now
+from .store import LocalStore, decode
+from .transport import PayloadTooLarge, ResyncRequired, Transport
+
+log = logging.getLogger(__name__)
+
+TABLES: Mapping[str, str] = {
+    "job": "jobs",
+    "job_event": "job_events",
+    "meter_reading": "readings",
+    "customer": "customers",
+    "premise": "premises",
+    "meter": "meters",
+    "route": "routes",
+    "conflict": "conflicts",
+}
+FACT_TABLES = {"job_events", "readings"}
+BATCH_SIZE = 200
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total); total 0 when unknown
+
+
+@dataclass
+class SyncReport:
+    pushed: int = 0
+    applied: int = 0
+    conflicts: int = 0
+    rejected: int = 0
+    pulled: int = 0
+    removed: int = 0
+    pages: int = 0
+    resynced: bool = False
+    clock_offset_ms: int = 0
+    messages: list[str] = field(default_factory=list)
+
+
+class SyncEngine:
+    def __init__(
+        self,
+        store: LocalStore,
+        transport: Transport,
+        clock: HLCClock,
+        *,
+        progress: Progress | None = None,
+        cancel: threading.Event | None = None,
+        now: Callable[[], dt.datetime] = utc_now,
+    ) -> None:
+        self.store = store
+        self.transport = transport
+        self.clock = clock
+        self.jobs = Jobs(store, clock, now)
+        self.progress = progress or (lambda stage, done, total: None)
+        self.cancel = cancel or threading.Event()
+        self.now = now
+        self.report = SyncReport()
+
+    def run(self) -> SyncReport:
+        """One full sync. Raises a SyncError subclass with a message for the user; work is never lost."""
+        self.report = SyncReport()
+        try:
+            self._hello()
+            self._push()
+            self._pull()
+        except HandheldError as exc:
+            self.store.set_meta("last_error", {"at": iso(self.now()), "message": exc.message, "code": exc.code})
+            raise
+        self.store.set_meta("last_success_at", iso(self.now()))
+        self.store.set_meta("last_error", None)
+        self.progress("done", 1, 1)
+        return self.report
+
+    # --- stages -----------------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        if self.cancel.is_set():
+            raise Cancelled("Sync cancelled; nothing was lost.")
+        return self.transport.request(method, path, cancelled=self.cancel.is_set, **kwargs)
+
+    def _hello(self) -> None:
+        self.progress("hello", 0, 1)
+        sent_at = self.now()
+        body = self._request(
+            "GET",
+            "/api/v1/sync/hello",
+            params={
+                "protocol_min": OLDEST_SUPPORTED_VERSION,
+                "protocol_max": PROTOCOL_VERSION,
+                "device_time_ms": int(sent_at.timestamp() * 1000),
+            },
+        )
+        self.transport.protocol = int(body["protocol"])
+        server_time = dt.datetime.fromisoformat(body["server_time"].replace("Z", "+00:00"))
+        offset = int((sent_at - server_time).total_seconds() * 1000)
+        self.report.clock_offset_ms = offset
+        with self.store.transaction():
+            self.clock.observe(HLC.parse(body["server_hlc"]))
+            self.store.set_meta("hlc_last", str(self.clock.last))
+            self.store.set_meta("clock_offset_ms", offset)
+            self.store.set_meta("user", body["user"])
+            self.store.set_meta("server_epoch", body["epoch"])
+            self.store.set_meta("max_batch_changes", body["limits"]["max_batch_changes"])
+        if abs(offset) > 5 * 60 * 1000:
+            self.report.messages.append(
+                f"The handheld's clock is {abs(offset) // 60000} min "
+                f"{'ahead' if offset > 0 else 'behind'}: set it right."
+            )
+
+    def _push(self) -> None:
+        batch = min(BATCH_SIZE, int(self.store.meta("max_batch_changes") or BATCH_SIZE))
+        total = self.pending_count()
+        done = 0
+        self.progress("push", done, total)
+        while True:
+            entries = [
+                decode("outbox", row) for row in self.store.rows("SELECT * FROM outbox ORDER BY seq LIMIT ?", [batch])
+            ]
+            if not entries:
+                return
+            body = {
+                "protocol": self.transport.protocol,
+                "batch_id": uuid.uuid4().hex,
+                "changes": [e["payload"] for e in entries],
+            }
+            try:
+                response = self._request("POST", "/api/v1/sync/push", body=body)
+            except PayloadTooLarge as exc:
+                if batch > 1:
+                    batch = max(1, batch // 2)
+                    continue
+                self._settle_all(entries, [_rejection(entries[0], "payload_too_large", exc.message)])
+                continue
+            results = response.get("results", [])
+            if [r.get("change_id") for r in results] != [e["change_id"] for e in entries]:
+                raise ServerRefused("The server's answer does not match the batch sent; nothing was removed.")
+            self._settle_all(entries, results)
+            done += len(entries)
+            self.progress("push", done, total)
+
+    def _settle_all(self, entries: list[dict[str, Any]], results: list[dict[str, Any]]) -> None:
+        """Record the server's answers and release the changes from the outbox, in one transaction."""
+        by_id = {r["change_id"]: r for r in results}
+        touched_jobs: set[str] = set()
+        with self.store.transaction():
+            for entry in entries:
+                result = by_id.get(entry["change_id"])
+                if result is None:
+                    continue
+                self._settle(entry, result, touched_jobs)
+            for job_id in touched_jobs:
+                self.jobs.refresh(job_id)
+
+    def _settle(self, entry: dict[str, Any], result: dict[str, Any], touched_jobs: set[str]) -> None:
+        change = entry["payload"]
+        table = TABLES.get(change["entity"])
+        status = result["status"]
+        self.store.db.execute("DELETE FROM outbox WHERE change_id = ?", [entry["change_id"]])
+        self.report.pushed += 1
+        job_id = change["entity_id"] if change["entity"] == "job" else change.get("data", {}).get("job_id")
+        if job_id:
+            touched_jobs.add(job_id)
+        if status == "rejected":
+            error = result.get("error") or {}
+            self.report.rejected += 1
+            self.store.db["rejected"].upsert(
+                {
+                    "change_id": entry["change_id"],
+                    "entity": change["entity"],
+                    "entity_id": change["entity_id"],
+                    "payload": change,
+                    "code": error.get("code", "rejected"),
+                    "message": error.get("message", ""),
+                    "fields": error.get("fields") or {},
+                    "rejected_at": iso(self.now()),
+                },
+                pk="change_id",
+            )
+            if table in FACT_TABLES:  # the server does not hold it: it lives on in `rejected`
+                self.store.db.execute(f"DELETE FROM [{table}] WHERE id = ? AND pending = 1", [change["entity_id"]])
+            return
+        if status == "conflict":
+            self.report.conflicts += 1
+        else:
+            self.report.applied += 1
+        if table in FACT_TABLES:
+            update: dict[str, Any] = {"pending": 0}
+            if result.get("hlc"):
+                update["hlc"] = result["hlc"]
+            if result.get("flags"):
+                update["flags"] = result["flags"]
+            self.store.update(table, change["entity_id"], update)
+
+    def _pull(self) -> None:
+        resyncs = 0
+        while True:
+            cursor = self.store.meta("cursor")
+            if cursor is None and not self.store.meta("snapshot_active"):
+                self._begin_snapshot()
+            try:
+                page = self._request("GET", "/api/v1/sync/pull", params={"cursor": cursor} if cursor else None)
+            except ResyncRequired:
+                resyncs += 1
+                if resyncs > 1:
+                    raise
+                self.report.resynced = True
+                self.report.messages.append("The server asked for a full download; your pending work was sent first.")
+                self._push()
+                self.store.set_meta("cursor", None)
+                self.store.set_meta("snapshot_active", False)
+                continue
+            self.report.pages += 1
+            with self.store.transaction():
+                self._apply(page.get("records", []))
+                self.store.set_meta("cursor", page["cursor"])
+                if not page["has_more"] and self.store.meta("snapshot_active"):
+                    self._finish_snapshot()
+            self.progress("pull", self.report.pulled, 0)
+            if not page["has_more"]:
+                return
+
+    # --- applying pulled records ----------------------------------------------------------------
+
+    def _begin_snapshot(self) -> None:
+        with self.store.transaction():
+            self.store.db.execute("DELETE FROM resync_seen")
+            self.store.set_meta("snapshot_active", True)
+
+    def _apply(self, records: Iterable[dict[str, Any]]) -> None:
+        tracking = bool(self.store.meta("snapshot_active"))
+        touched_jobs: set[str] = set()
+        removed = False
+        for raw in records:
+            try:
+                record = load_record(raw)
+            except ValidationError as exc:
+                log.warning("skipping an invalid record from the server: %s", exc.messages)
+                self.report.messages.append(f"Skipped an unreadable {raw.get('entity')} record from the server.")
+                continue
+            entity, record_id = record["entity"], record["id"]
+            table = TABLES[entity]
+            if record["op"] == "remove":
+                removed = True
+                self.report.removed += 1
+                self._remove(table, record_id)
+                continue
+            self.report.pulled += 1
+            row = self._row(entity, record_id, record["data"])
+            self.store.upsert(table, row)
+            if tracking:
+                self.store.db["resync_seen"].upsert({"entity": table, "id": record_id}, pk=("entity", "id"))
+            if entity == "job":
+                touched_jobs.add(record_id)
+            elif entity == "job_event":
+                touched_jobs.add(row["job_id"])
+            elif entity == "route":
+                removed = True  # a new cycle may put older readings out of scope
+        for job_id in touched_jobs:
+            self.jobs.refresh(job_id)
+        if removed:
+            self._collect_garbage()
+
+    def _row(self, entity: str, record_id: str, data: dict[str, Any]) -> dict[str, Any]:
+        row = {"id": record_id, **data}
+        if entity == "job":
+            stamps = data.get("field_hlc") or {}
+            row["server_state"] = {
+                "status": data["status"],
+                "round": data["round"],
+                "status_hlc": data.get("status_hlc"),
+                "fields": {name: [data.get(name), stamp] for name, stamp in stamps.items()},
+            }
+        elif entity in ("job_event", "meter_reading"):
+            row["pending"] = 0
+        return row
+
+    def _pending_ids(self, entity: str) -> set[str]:
+        return {r["entity_id"] for r in self.store.rows("SELECT entity_id FROM outbox WHERE entity = ?", [entity])}
+
+    def _remove(self, table: str, record_id: str) -> None:
+        if table in FACT_TABLES:
+            self.store.db.execute(f"DELETE FROM [{table}] WHERE id = ? AND pending = 0", [record_id])
+        elif table == "jobs":
+            pending_jobs = self._pending_job_ids()
+            if record_id not in pending_jobs:
+                self.store.db.execute("DELETE FROM jobs WHERE id = ?", [record_id])
+        else:
+            self.store.db.execute(f"DELETE FROM [{table}] WHERE id = ?", [record_id])
+
+    def _pending_job_ids(self) -> set[str]:
+        ids = self._pending_ids("job")
+        ids |= {r["job_id"] for r in self.store.rows("SELECT job_id FROM job_events WHERE pending = 1")}
+        return ids
+
+    def _collect_garbage(self) -> None:
+        """Drop what nothing in scope refers to any more (never rows with pending changes)."""
+        db = self.store.db
+        db.execute("DELETE FROM job_events WHERE pending = 0 AND job_id NOT IN (SELECT id FROM jobs)")
+        db.execute("DELETE FROM meters WHERE route_id IS NULL OR route_id NOT IN (SELECT id FROM routes)")
+        db.execute(
+            """DELETE FROM readings WHERE pending = 0 AND (
+                   meter_id NOT IN (SELECT id FROM meters)
+                   OR read_at < (SELECT COALESCE(r.cycle_start, '') FROM meters m JOIN routes r ON r.id = m.route_id
+                                 WHERE m.id = readings.meter_id))"""
+        )
+        db.execute(
+            """DELETE FROM premises WHERE id NOT IN (SELECT premise_id FROM meters)
+                                      AND id NOT IN (SELECT premise_id FROM jobs)"""
+        )
+        db.execute(
+            """DELETE FROM customers WHERE id NOT IN (SELECT customer_id FROM premises)
+                                       AND id NOT IN (SELECT customer_id FROM jobs)"""
+        )
+
+    def _finish_snapshot(self) -> None:
+        """The snapshot is complete: drop local rows it did not contain (they left the scope meanwhile)."""
+        pending_jobs = self._pending_job_ids()
+        for table in TABLES.values():
+            stale = [
+                r["id"]
+                for r in self.store.rows(
+                    f"SELECT id FROM [{table}] WHERE id NOT IN (SELECT id FROM resync_seen WHERE entity = ?)",
+                    [table],
+                )
+            ]
+            for record_id in stale:
+                if table == "jobs" and record_id in pending_jobs:
+                    continue
+                self._remove(table, record_id)
+        self._collect_garbage()
+        self.store.db.execute("DELETE FROM resync_seen")
+        self.store.set_meta("snapshot_active", False)
+
+    def pending_count(self) -> int:
+        return self.store.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+
+
+def _rejection(entry: Mapping[str, Any], code: str, message: str) -> dict[str, Any]:
+    return {
+        "change_id": entry["change_id"],
+        "status": "rejected",
+        "error": {"code": code, "message": message, "fields": {}},
+    }
+
+
+__all__ = ["SyncEngine", "SyncError", "SyncReport"]
