@@ -340,7 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     args = build_parser().parse_args(argv)
-    handheld = Handheld(args.data)
+    try:
+        handheld = Handheld(args.data)
+    except HandheldError as exc:  # e.g. a database written by a newer app
+        out.write(f"Error: {exc.message}\n")
+        return 2
     try:
         return args.func(handheld, args, out)
     except HandheldError as exc:

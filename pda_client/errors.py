@@ -33,6 +33,12 @@ class NotEnrolled(HandheldError):
     code = "not_enrolled"
 
 
+class DatabaseTooNew(HandheldError, RuntimeError):
+    """The local database was written by a newer app version: it is left untouched."""
+
+    code = "database_too_new"
+
+
 class NeedsConfirmation(HandheldError):
     """A value outside the expected range: enter it again (or pick a remark) to confirm."""
 

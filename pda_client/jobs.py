@@ -265,7 +265,10 @@ class Jobs:
         current = state.current
         if current is not None:
             update.update(status=current.status.value, round=current.round, status_hlc=str(current.hlc))
-        for name, stamped in state.fields.items():
-            update[name] = stamped.value
+        # A field no stamp covers holds the value last pulled (None if pulled before values were kept):
+        # so a rejected local edit of a field the server never set does not linger on the device.
+        pulled = (job.get("server_state") or {}).get("values") or {}
+        for name in FIELD_EDITABLE_JOB_FIELDS:
+            update[name] = state.fields[name].value if name in state.fields else pulled.get(name)
         update["field_hlc"] = {name: str(stamped.hlc) for name, stamped in state.fields.items()}
         self.store.update("jobs", job_id, update)

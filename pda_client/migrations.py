@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import sqlite_utils
 
+from .errors import DatabaseTooNew
+
 STEPS: list[list[str]] = [
     # 1: the first release
     [
@@ -59,6 +61,11 @@ STEPS: list[list[str]] = [
     # 3: resumable full re-download (resync) keeps track of what the new snapshot delivered
     [
         "CREATE TABLE resync_seen (entity TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (entity, id))",
+        # changes the server acknowledged, kept for a while: re-sent if the server turns out to have lost
+        # them (a database restored from a backup), so acknowledged work survives a restore
+        """CREATE TABLE journal (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT, change_id TEXT UNIQUE NOT NULL, payload TEXT NOT NULL,
+            acknowledged_at TEXT NOT NULL)""",
     ],
 ]
 
@@ -76,8 +83,8 @@ def migrate(db: sqlite_utils.Database, target: int = SCHEMA_VERSION) -> int:
     """Apply the missing steps up to `target` (the caller holds a transaction). Returns the new version."""
     version = current_version(db)
     if version > SCHEMA_VERSION:
-        raise RuntimeError(
-            f"this database was written by a newer app (schema {version} > {SCHEMA_VERSION}): update the app"
+        raise DatabaseTooNew(
+            f"This database was written by a newer app (schema {version} > {SCHEMA_VERSION}): update the app."
         )
     for number in range(version + 1, target + 1):
         for statement in STEPS[number - 1]:

@@ -154,6 +154,7 @@ class Readings:
         if confirm is not None and confirm != value:
             raise InvalidInput("The two entries differ: enter the value again.", {"confirm": "differs"})
         self._check_codes(reading_type, comment_code, trouble_code, None)
+        self._check_read_time(meter)  # a hard rule: never ask to confirm a value that cannot be recorded
         band = self.check(meter["id"], value)
         out_of_range = band.result in (CheckResult.LOW, CheckResult.HIGH)
         entries = 2 if confirm is not None else 1
@@ -217,22 +218,25 @@ class Readings:
             if value is not None and value not in table:
                 raise InvalidInput(f"Unknown {name.replace('_', ' ')}: {value}.", {name: "unknown"})
 
+    def _check_read_time(self, meter: Mapping[str, Any]) -> None:
+        """A reading is not dated before the meter's previous read (the device's clock is wrong)."""
+        now_ms = int(self.now().timestamp() * 1000)
+        try:
+            check_read_time(now_ms, _ms(meter["last_read_at"]), now_ms, MAX_LOCAL_SKEW_MS)
+        except ReadingRuleError as exc:
+            raise InvalidInput(f"{exc} (check the handheld's date and time).", {"read_at": exc.rule}) from exc
+
     def _store(self, meter: Mapping[str, Any], **fields: Any) -> dict[str, Any]:
         note = fields.get("note")
         if note is not None and len(note) > 1000:
             raise InvalidInput("A reading note holds at most 1000 characters.", {"note": "too long"})
         now = self.now()
-        try:
-            check_read_time(
-                int(now.timestamp() * 1000),
-                _ms(meter["last_read_at"]),
-                int(now.timestamp() * 1000),
-                MAX_LOCAL_SKEW_MS,
-            )
-            if fields.get("value") is not None:
+        self._check_read_time(meter)
+        if fields.get("value") is not None:
+            try:
                 check_register_value(fields["value"], meter["dials"])
-        except ReadingRuleError as exc:
-            raise InvalidInput(f"{exc} (check the handheld's date and time).", {"read_at": exc.rule}) from exc
+            except ReadingRuleError as exc:
+                raise InvalidInput(str(exc), {"value": exc.rule}) from exc
         with self.store.transaction():
             previous = self.current_reading(meter["id"])
             data = {

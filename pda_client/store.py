@@ -26,6 +26,7 @@ JSON_COLUMNS = {
     "readings": ("gps", "check", "flags"),
     "premises": ("hazards",),
     "outbox": ("payload",),
+    "journal": ("payload",),
     "rejected": ("payload", "fields"),
     "conflicts": ("winner", "loser"),
 }
@@ -45,8 +46,12 @@ class LocalStore:
         self._lock = threading.RLock()
         self._depth = 0
         self._columns: dict[str, set[str]] = {}
-        with self.transaction():
-            migrate(self.db)
+        try:
+            with self.transaction():
+                migrate(self.db)
+        except BaseException:
+            connection.close()  # a refused file (e.g. from a newer app) is released at once, unchanged
+            raise
 
     def close(self) -> None:
         with self._lock:

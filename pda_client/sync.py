@@ -24,6 +24,7 @@ from typing import Any
 from marshmallow import ValidationError
 
 from sync_protocol import HLC, OLDEST_SUPPORTED_VERSION, PROTOCOL_VERSION, HLCClock, load_record
+from sync_protocol.ownership import FIELD_EDITABLE_JOB_FIELDS
 
 from .errors import Cancelled, HandheldError, ServerRefused, SyncError
 from .jobs import Jobs
@@ -45,6 +46,7 @@ TABLES: Mapping[str, str] = {
 }
 FACT_TABLES = {"job_events", "readings"}
 BATCH_SIZE = 200
+JOURNAL_DAYS = 30  # how long acknowledged changes are kept for re-sending after a server restore
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total); total 0 when unknown
 
@@ -87,9 +89,16 @@ class SyncEngine:
         """One full sync. Raises a SyncError subclass with a message for the user; work is never lost."""
         self.report = SyncReport()
         try:
-            self._hello()
+            if self.store.meta("resync_pending"):  # an interrupted resync goes on first
+                self._hello(check_acknowledged=False)
+                self._resync()
+            try:
+                self._hello()
+            except ResyncRequired:
+                self._resync()
             self._push()
             self._pull()
+            self._prune_journal()
         except HandheldError as exc:
             self.store.set_meta("last_error", {"at": iso(self.now()), "message": exc.message, "code": exc.code})
             raise
@@ -105,18 +114,20 @@ class SyncEngine:
             raise Cancelled("Sync cancelled; nothing was lost.")
         return self.transport.request(method, path, cancelled=self.cancel.is_set, **kwargs)
 
-    def _hello(self) -> None:
+    def _hello(self, check_acknowledged: bool = True) -> None:
+        """Negotiate the version and adopt the server's clock. With `check_acknowledged`, name the newest
+        change the server acknowledged: a server that lost it answers resync_required."""
         self.progress("hello", 0, 1)
         sent_at = self.now()
-        body = self._request(
-            "GET",
-            "/api/v1/sync/hello",
-            params={
-                "protocol_min": OLDEST_SUPPORTED_VERSION,
-                "protocol_max": PROTOCOL_VERSION,
-                "device_time_ms": int(sent_at.timestamp() * 1000),
-            },
-        )
+        params: dict[str, Any] = {
+            "protocol_min": OLDEST_SUPPORTED_VERSION,
+            "protocol_max": PROTOCOL_VERSION,
+            "device_time_ms": int(sent_at.timestamp() * 1000),
+        }
+        last_ack = self.store.meta("last_ack")
+        if check_acknowledged and last_ack:
+            params["last_ack"] = last_ack
+        body = self._request("GET", "/api/v1/sync/hello", params=params)
         self.transport.protocol = int(body["protocol"])
         server_time = dt.datetime.fromisoformat(body["server_time"].replace("Z", "+00:00"))
         offset = int((sent_at - server_time).total_seconds() * 1000)
@@ -134,14 +145,18 @@ class SyncEngine:
                 f"{'ahead' if offset > 0 else 'behind'}: set it right."
             )
 
-    def _push(self) -> None:
+    def _push(self, queue: str = "outbox") -> None:
+        """Send a queue in batches: the outbox, or (on resync) the journal of acknowledged changes."""
         batch = min(BATCH_SIZE, int(self.store.meta("max_batch_changes") or BATCH_SIZE))
-        total = self.pending_count()
-        done = 0
+        total = self.store.db.execute(f"SELECT COUNT(*) FROM [{queue}]").fetchone()[0]
+        done, after = 0, 0
         self.progress("push", done, total)
         while True:
             entries = [
-                decode("outbox", row) for row in self.store.rows("SELECT * FROM outbox ORDER BY seq LIMIT ?", [batch])
+                decode(queue, row)
+                for row in self.store.rows(
+                    f"SELECT * FROM [{queue}] WHERE seq > ? ORDER BY seq LIMIT ?", [after, batch]
+                )
             ]
             if not entries:
                 return
@@ -156,12 +171,16 @@ class SyncEngine:
                 if batch > 1:
                     batch = max(1, batch // 2)
                     continue
-                self._settle_all(entries, [_rejection(entries[0], "payload_too_large", exc.message)])
-                continue
-            results = response.get("results", [])
-            if [r.get("change_id") for r in results] != [e["change_id"] for e in entries]:
-                raise ServerRefused("The server's answer does not match the batch sent; nothing was removed.")
-            self._settle_all(entries, results)
+                entries, results = entries[:1], [_rejection(entries[0], "payload_too_large", exc.message)]
+            else:
+                results = response.get("results", [])
+                if [r.get("change_id") for r in results] != [e["change_id"] for e in entries]:
+                    raise ServerRefused("The server's answer does not match the batch sent; nothing was removed.")
+            if queue == "outbox":
+                self._settle_all(entries, results)
+            else:
+                self._settle_journal(entries, results)
+            after = entries[-1]["seq"]
             done += len(entries)
             self.progress("push", done, total)
 
@@ -188,24 +207,15 @@ class SyncEngine:
         if job_id:
             touched_jobs.add(job_id)
         if status == "rejected":
-            error = result.get("error") or {}
-            self.report.rejected += 1
-            self.store.db["rejected"].upsert(
-                {
-                    "change_id": entry["change_id"],
-                    "entity": change["entity"],
-                    "entity_id": change["entity_id"],
-                    "payload": change,
-                    "code": error.get("code", "rejected"),
-                    "message": error.get("message", ""),
-                    "fields": error.get("fields") or {},
-                    "rejected_at": iso(self.now()),
-                },
-                pk="change_id",
-            )
+            self._record_rejection(change, result)
             if table in FACT_TABLES:  # the server does not hold it: it lives on in `rejected`
                 self.store.db.execute(f"DELETE FROM [{table}] WHERE id = ? AND pending = 1", [change["entity_id"]])
             return
+        self.store.db["journal"].insert(
+            {"change_id": entry["change_id"], "payload": entry["payload"], "acknowledged_at": iso(self.now())},
+            replace=True,
+        )
+        self.store.set_meta("last_ack", entry["change_id"])
         if status == "conflict":
             self.report.conflicts += 1
         else:
@@ -217,6 +227,55 @@ class SyncEngine:
             if result.get("flags"):
                 update["flags"] = result["flags"]
             self.store.update(table, change["entity_id"], update)
+
+    def _record_rejection(self, change: dict[str, Any], result: dict[str, Any]) -> None:
+        error = result.get("error") or {}
+        self.report.rejected += 1
+        self.store.db["rejected"].upsert(
+            {
+                "change_id": change["change_id"],
+                "entity": change["entity"],
+                "entity_id": change["entity_id"],
+                "payload": change,
+                "code": error.get("code", "rejected"),
+                "message": error.get("message", ""),
+                "fields": error.get("fields") or {},
+                "rejected_at": iso(self.now()),
+            },
+            pk="change_id",
+        )
+
+    def _settle_journal(self, entries: list[dict[str, Any]], results: list[dict[str, Any]]) -> None:
+        """Answers to re-sent acknowledged changes: a change the restored server now refuses is moved to
+        `rejected` (shown to the crew); the others stay journaled."""
+        by_id = {r["change_id"]: r for r in results}
+        with self.store.transaction():
+            for entry in entries:
+                result = by_id.get(entry["change_id"])
+                if result is not None and result["status"] == "rejected":
+                    self._record_rejection(entry["payload"], result)
+                    self.store.db.execute("DELETE FROM journal WHERE change_id = ?", [entry["change_id"]])
+
+    def _resync(self) -> None:
+        """The server lost history (restore) or cannot serve our cursor: re-send every acknowledged change
+        still journaled and the outbox (idempotent), then download the whole scope again."""
+        self.report.resynced = True
+        self.report.messages.append("The server asked for a full download; your work was sent again first.")
+        self.store.set_meta("resync_pending", True)
+        self._push("journal")
+        self._push("outbox")
+        with self.store.transaction():
+            self.store.set_meta("cursor", None)
+            self.store.set_meta("snapshot_active", False)
+            self.store.set_meta("resync_pending", False)
+
+    def _prune_journal(self) -> None:
+        cutoff = iso(self.now() - dt.timedelta(days=JOURNAL_DAYS))
+        with self.store.transaction():
+            self.store.db.execute(
+                "DELETE FROM journal WHERE acknowledged_at < ? AND change_id != ?",
+                [cutoff, self.store.meta("last_ack") or ""],
+            )
 
     def _pull(self) -> None:
         resyncs = 0
@@ -230,11 +289,7 @@ class SyncEngine:
                 resyncs += 1
                 if resyncs > 1:
                     raise
-                self.report.resynced = True
-                self.report.messages.append("The server asked for a full download; your pending work was sent first.")
-                self._push()
-                self.store.set_meta("cursor", None)
-                self.store.set_meta("snapshot_active", False)
+                self._resync()
                 continue
             self.report.pages += 1
             with self.store.transaction():
@@ -296,6 +351,7 @@ class SyncEngine:
                 "round": data["round"],
                 "status_hlc": data.get("status_hlc"),
                 "fields": {name: [data.get(name), stamp] for name, stamp in stamps.items()},
+                "values": {name: data.get(name) for name in FIELD_EDITABLE_JOB_FIELDS},
             }
         elif entity in ("job_event", "meter_reading"):
             row["pending"] = 0
@@ -343,23 +399,20 @@ class SyncEngine:
         """The snapshot is complete: drop local rows it did not contain (they left the scope meanwhile)."""
         pending_jobs = self._pending_job_ids()
         for table in TABLES.values():
-            stale = [
-                r["id"]
-                for r in self.store.rows(
-                    f"SELECT id FROM [{table}] WHERE id NOT IN (SELECT id FROM resync_seen WHERE entity = ?)",
-                    [table],
-                )
-            ]
-            for record_id in stale:
-                if table == "jobs" and record_id in pending_jobs:
-                    continue
-                self._remove(table, record_id)
+            if table in ("premises", "customers"):
+                continue  # reference rows go with the garbage below, once nothing kept refers to them
+            stale = self.store.rows(
+                f"SELECT * FROM [{table}] WHERE id NOT IN (SELECT id FROM resync_seen WHERE entity = ?)",
+                [table],
+            )
+            for row in stale:
+                job_id = row["id"] if table == "jobs" else row.get("job_id")
+                if job_id in pending_jobs:
+                    continue  # a job with pending work stays whole: its history, premise and customer
+                self._remove(table, row["id"])
         self._collect_garbage()
         self.store.db.execute("DELETE FROM resync_seen")
         self.store.set_meta("snapshot_active", False)
-
-    def pending_count(self) -> int:
-        return self.store.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
 
 
 def _rejection(entry: Mapping[str, Any], code: str, message: str) -> dict[str, Any]:
