@@ -22,8 +22,10 @@ COUNTER_MAX = 0xFFFF  # four hex digits; on overflow the logical time moves to t
 NODE_PATTERN = r"[A-Za-z0-9_\-]{1,40}"
 DEFAULT_MAX_DRIFT_MS = 5 * 60 * 1000  # how far ahead of our wall clock a remote stamp may be
 
-_HLC_RE = re.compile(rf"^(\d{{{WALL_DIGITS}}})-([0-9a-f]{{4}})-({NODE_PATTERN})$")
-_NODE_RE = re.compile(rf"^{NODE_PATTERN}$")
+# ASCII digits only (\d also matches other scripts' digits) and \Z, not $ (which allows a trailing "\n"):
+# a stamp has exactly one spelling.
+_HLC_RE = re.compile(rf"^([0-9]{{{WALL_DIGITS}}})-([0-9a-f]{{4}})-({NODE_PATTERN})\Z")
+_NODE_RE = re.compile(rf"^{NODE_PATTERN}\Z")
 
 
 class HLCFormatError(ValueError):
@@ -137,13 +139,15 @@ class HLCClock:
         self._wall, self._counter = wall, counter
 
 
-def bound_skew(stamp: HLC, reference: HLC, max_skew_ms: int) -> tuple[HLC, bool]:
-    """Limit how far a received stamp may lie ahead of the receiver's clock.
+def bound_skew(stamp: HLC, *, physical_ms: int, max_skew_ms: int, replacement: HLC) -> tuple[HLC, bool]:
+    """Limit how far a received stamp may lie ahead of the receiver's wall clock.
 
-    Returns (stamp, False) when `stamp` is at most `max_skew_ms` ahead of `reference` (the receiver's
-    freshly issued stamp); otherwise (reference re-tagged with the sender's node, True). The caller keeps
-    the data and records the flag: the change still applies, it just cannot win on a wrong clock.
+    Returns (stamp, False) when `stamp` is at most `max_skew_ms` ahead of `physical_ms` (the receiver's
+    wall clock, never its logical clock: accepted stamps advance that, so measuring against it would
+    let a chain of devices ratchet the bound forward); otherwise (`replacement` -- the receiver's freshly
+    issued stamp -- re-tagged with the sender's node, True). The caller keeps the data and records the
+    flag: the change still applies, it just cannot win on a wrong clock.
     """
-    if stamp.wall_ms - reference.wall_ms <= max_skew_ms:
+    if stamp.wall_ms - physical_ms <= max_skew_ms:
         return stamp, False
-    return reference.with_node(stamp.node), True
+    return replacement.with_node(stamp.node), True

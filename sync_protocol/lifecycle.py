@@ -1,11 +1,13 @@
 """The repair-job lifecycle, as tables.
 
-New -> Assigned -> En route -> On site <-> On hold -> Completed | Cannot complete -> Closed, or Cancelled.
+New -> Assigned -> En route -> On site <-> On hold -> Completed | Cannot complete -> Closed, or Cancelled
+(-> Closed, once the office has reviewed it).
 
 Statuses are ordered by (round, stage): the office may return a finished job to the field, which opens a
 new round, so the order stays monotonic across corrections. On site and On hold share a stage (the later
-stamp wins between them), as do Completed and Cannot complete. Cancelled is the highest stage of a round,
-so a cancellation by the office wins over any field status of that round.
+stamp wins between them), as do Completed and Cannot complete. Cancelled ranks above every field status of
+its round, so a cancellation by the office wins; only Closed (the office's review, which ends the job)
+ranks higher.
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ STAGE: Mapping[Status, int] = {
     Status.ON_HOLD: 3,
     Status.COMPLETED: 4,
     Status.CANNOT_COMPLETE: 4,
-    Status.CLOSED: 5,
-    Status.CANCELLED: 6,
+    Status.CANCELLED: 5,
+    Status.CLOSED: 6,
 }
 
 # Statuses each actor may record at all. Checked by the merge, independent of arrival order.
@@ -68,7 +70,7 @@ TRANSITIONS: Mapping[Actor, Mapping[Status, frozenset[Status]]] = {
         Status.ON_HOLD: frozenset({Status.CANCELLED}),
         Status.COMPLETED: frozenset({Status.CLOSED, Status.ASSIGNED}),
         Status.CANNOT_COMPLETE: frozenset({Status.CLOSED, Status.ASSIGNED}),
-        Status.CANCELLED: frozenset({Status.ASSIGNED}),
+        Status.CANCELLED: frozenset({Status.ASSIGNED, Status.CLOSED}),
     },
 }
 
@@ -100,7 +102,8 @@ def time_on_site_ms(marks: Iterable[tuple[Status, int]]) -> int | None:
     `marks` are (status, device time in ms) of the round's status events, in any order. None until the
     crew has arrived; while the job is still open the clock runs to the last recorded mark.
     """
-    ordered = sorted(marks, key=lambda mark: mark[1])
+    # Ties in time are ordered by the lifecycle, so the result does not depend on the order given.
+    ordered = sorted(marks, key=lambda mark: (mark[1], STAGE[mark[0]], mark[0].value))
     arrived_at: int | None = None
     held_since: int | None = None
     held_ms = 0
@@ -123,4 +126,6 @@ def time_on_site_ms(marks: Iterable[tuple[Status, int]]) -> int | None:
         end = at
     if arrived_at is None or end is None:
         return None
+    if held_since is not None:  # still on hold: marks after the hold started are not time on site
+        held_ms += end - held_since
     return max(0, end - arrived_at - held_ms)

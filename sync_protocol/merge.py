@@ -64,14 +64,19 @@ class Stamped:
 
 @dataclass(frozen=True, order=True)
 class StatusMark:
-    """One status event of a job, reduced to what orders it."""
+    """One status event of a job, reduced to what orders it.
+
+    Ordered by (round, stage, hlc); status, actor and event id only break exact ties. They take part in
+    equality too, so two distinct events with equal stamps are two marks, and neither set union nor max
+    depends on which arrived first.
+    """
 
     round: int
     stage: int
     hlc: HLC
-    status: Status = field(compare=False)
-    actor: Actor = field(compare=False)
-    event_id: str = field(compare=False)
+    status: Status
+    actor: Actor
+    event_id: str
 
     @classmethod
     def of(cls, status: Status, round_: int, hlc: HLC, actor: Actor, event_id: str) -> StatusMark:

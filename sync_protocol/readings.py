@@ -6,8 +6,9 @@ Conventions (docs/protocol.md, "Meter readings"):
   rollover: (10**dials - previous) + current. After an *estimated* previous read it is not a rollover:
   the estimate was too high and the consumption is negative.
 - Expected-range ("hi/lo") check: expected = average daily consumption x days since the previous actual
-  read; the consumption must lie in [expected x low_factor, expected x high_factor]. A value outside the
-  band is never refused: the reader re-enters it (two equal entries make a verified read) or picks a remark.
+  read; the consumption must lie in [floor(expected x low_factor), ceil(expected x high_factor)], the
+  whole-unit bounds stored with the check. A value outside the band is never refused: the reader
+  re-enters it (two equal entries make a verified read) or picks a remark.
 """
 
 from __future__ import annotations
@@ -94,14 +95,16 @@ def expected_band(
         return Band(CheckResult.NO_HISTORY, used, None, None, None, rolled)
     days = max(read_at_ms - previous_at_ms, 0) / MS_PER_DAY
     expected = avg_daily * days
-    low, high = expected * low_factor, expected * high_factor
+    # Compare with the whole-unit bounds that are shown and stored with the check, so the stored
+    # result never contradicts them (e.g. expected 1, band [0.5, 2] shown as 0..2: 0 is in range).
+    low, high = math.floor(expected * low_factor), math.ceil(expected * high_factor)
     if used < low:
         result = CheckResult.LOW
     elif used > high:
         result = CheckResult.HIGH
     else:
         result = CheckResult.IN_RANGE
-    return Band(result, used, expected, math.floor(low), math.ceil(high), rolled)
+    return Band(result, used, expected, low, high, rolled)
 
 
 def check_read_time(

@@ -186,6 +186,7 @@ class MeterReadingRecordSchema(MeterReadingDataSchema):
     """A reading as pulled: what the device sent plus what the server added."""
 
     hlc = HLCField(required=True)
+    superseded_by = Id(allow_none=True, load_default=None)  # a later correction of this reading, if any
     reader_id = Id(allow_none=True)
     received_at = UtcDateTime(required=True)
     flags = fields.List(fields.String(), load_default=list)

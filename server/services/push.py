@@ -56,7 +56,7 @@ from ..models import (
     User,
 )
 from . import changefeed, scope
-from .clock import server_clock
+from .clock import server_clock, wall_clock_ms
 from .conflicts import WORK_AFTER_CANCEL_FLAG, record_conflicts
 from .jobstate import load_state, lock_job, store_state
 from .records import event_push_data, reading_factors, reading_push_data
@@ -112,9 +112,7 @@ def push_batch(device: Device, user: User, body: Mapping[str, Any]) -> dict[str,
         ids = [raw["change_id"] for raw in request["changes"]]
         receipts = {
             r.change_id: r
-            for r in db.session.execute(
-                select(ChangeReceipt).where(ChangeReceipt.change_id.in_(ids))
-            ).scalars()
+            for r in db.session.execute(select(ChangeReceipt).where(ChangeReceipt.change_id.in_(ids))).scalars()
         }
         results = []
         for raw in request["changes"]:
@@ -128,24 +126,22 @@ def push_batch(device: Device, user: User, body: Mapping[str, Any]) -> dict[str,
 
 def _one(ctx: Context, raw: Mapping[str, Any], receipt: ChangeReceipt | None) -> dict:
     change_id = raw["change_id"]
-    print_ = fingerprint(raw)
-    if receipt is not None:
-        if receipt.user_id != ctx.user.id or receipt.fingerprint != print_:
-            return _rejected(
-                change_id, ProtocolError("id_reuse", "This change id was already used for other content.")
-            )
-        return receipt.result  # exactly-once: the same answer as the first time
+    change: Change | None = None
     try:
         change = load_change(raw)
     except UnknownEntity as exc:
         code = "read_only_entity" if exc.read_only else "unknown_entity"
-        result = _rejected(change_id, ProtocolError(code, fields=flatten_messages(exc.messages)))
+        refusal = ProtocolError(code, fields=flatten_messages(exc.messages))
     except ValidationError as exc:
-        result = _rejected(
-            change_id, ProtocolError("validation_error", fields=flatten_messages(exc.messages))
-        )
-    else:
-        result = _apply(ctx, change)
+        refusal = ProtocolError("validation_error", fields=flatten_messages(exc.messages))
+    # A valid change is compared in its normalised form, so a retry that spells a value differently
+    # (2 vs 2.0, Z vs +00:00) is still the same change; an invalid one by its exact JSON.
+    print_ = fingerprint(raw) if change is None else hashlib.sha256(change.fingerprint().encode()).hexdigest()
+    if receipt is not None:
+        if receipt.user_id != ctx.user.id or receipt.fingerprint != print_:
+            return _rejected(change_id, ProtocolError("id_reuse", "This change id was already used for other content."))
+        return receipt.result  # exactly-once: the same answer as the first time
+    result = _rejected(change_id, refusal) if change is None else _apply(ctx, change)
     db.session.add(
         ChangeReceipt(
             change_id=change_id,
@@ -164,9 +160,11 @@ def _one(ctx: Context, raw: Mapping[str, Any], receipt: ChangeReceipt | None) ->
 
 
 def _apply(ctx: Context, change: Change) -> dict:
-    reference = server_clock().now()
-    stamp, skewed = bound_skew(change.hlc, reference, ctx.max_skew_ms)
-    server_clock().observe(stamp)
+    clock = server_clock()
+    stamp, skewed = bound_skew(
+        change.hlc, physical_ms=wall_clock_ms(), max_skew_ms=ctx.max_skew_ms, replacement=clock.now()
+    )
+    clock.observe(stamp)
     flags = ["clock_skew"] if skewed else []
     try:
         return APPLIERS[change.entity](ctx, change, stamp, flags)
@@ -179,19 +177,20 @@ def _apply(ctx: Context, change: Change) -> dict:
 # --- per entity ----------------------------------------------------------------------------------
 
 
-def _job_in_scope(ctx: Context, job_id: str) -> Job:
+def _job_in_scope(ctx: Context, job_id: str, field: str) -> Job:
+    """The job, row-locked, if it is in the user's scope (assigned to them and not closed)."""
     job = lock_job(job_id)
     if job is None:
-        raise ProtocolError("not_found_record", f"no job {job_id}", {"entity_id": ["Unknown job."]})
+        raise ProtocolError("not_found_record", f"no job {job_id}", {field: ["Unknown job."]})
     if job.assigned_to != ctx.user.id:
-        raise ProtocolError(
-            "not_in_scope", "this job is not assigned to you", {"entity_id": ["Not your job."]}
-        )
+        raise ProtocolError("not_in_scope", "this job is not assigned to you", {field: ["Not your job."]})
+    if job.status == "closed":
+        raise ProtocolError("not_in_scope", "this job is closed", {field: ["The job is closed."]})
     return job
 
 
 def apply_job_edit(ctx: Context, change: Change, stamp: HLC, flags: list[str]) -> dict:
-    job = _job_in_scope(ctx, change.entity_id)
+    job = _job_in_scope(ctx, change.entity_id, "entity_id")
     edit = FieldEdit(change.change_id, job.id, stamp, Actor.FIELD, dict(change.data), change.base)
     result = merge_field_edit(load_state(job), edit)
     if result.outcome is Outcome.REJECTED:
@@ -204,7 +203,7 @@ def apply_job_edit(ctx: Context, change: Change, stamp: HLC, flags: list[str]) -
 
 def apply_job_event(ctx: Context, change: Change, stamp: HLC, flags: list[str]) -> dict:
     data = change.data
-    job = _job_in_scope(ctx, data["job_id"])
+    job = _job_in_scope(ctx, data["job_id"], "data.job_id")
     existing = db.session.get(JobEvent, change.entity_id)
     fact = merge_fact(None if existing is None else event_push_data(existing), data)
     if fact.outcome is Outcome.REJECTED:
@@ -329,9 +328,7 @@ def apply_reading(ctx: Context, change: Change, stamp: HLC, flags: list[str]) ->
     )
     db.session.add(reading)
     audience = [route.assigned_to]
-    if superseded is not None and (
-        superseded.superseded_by is None or _later(reading, superseded.superseded_by)
-    ):
+    if superseded is not None and (superseded.superseded_by is None or _later(reading, superseded.superseded_by)):
         superseded.superseded_by = reading.id
         changefeed.emit("meter_reading", superseded.id, audience)
     db.session.flush()
