@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
 from sqlalchemy.orm import Session
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .config import Config
 
@@ -21,11 +23,21 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def _secret_key(app: Flask) -> str:
-    """A per-instance random key kept in the instance folder, so sessions survive restarts."""
+    """A per-instance random key kept in the instance folder, so sessions survive restarts.
+
+    Created atomically and private from the start: gunicorn workers booting together on a fresh
+    instance all end up with the one key that was linked into place first."""
     path = Path(app.instance_path) / "secret_key"
     if not path.exists():
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
+        fd, temp = tempfile.mkstemp(dir=app.instance_path, prefix=".secret_key.")  # mode 0600
+        try:
+            with os.fdopen(fd, "w") as file:
+                file.write(secrets.token_hex(32))
+            os.link(temp, path)  # never replaces a key another process created meanwhile
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(temp)
     return path.read_text().strip()
 
 
@@ -64,4 +76,7 @@ def create_app(config: Mapping[str, Any] | None = None, instance_path: str | Non
     for blueprint in (health_bp, auth_bp, sync_bp, openapi_bp, web_bp):
         app.register_blueprint(blueprint)
     cli.register(app)
+    if app.config["TRUSTED_PROXIES"]:
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     return app

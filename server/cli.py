@@ -91,7 +91,7 @@ def register(app: Flask) -> None:
 
     @app.cli.command("enroll-code")
     @click.argument("username")
-    @click.option("--hours", type=int, help="Validity (default FIELDSYNC_ENROLL_CODE_TTL_HOURS).")
+    @click.option("--hours", type=click.IntRange(min=1), help="Validity (default FIELDSYNC_ENROLL_CODE_TTL_HOURS).")
     def enroll_code_command(username: str, hours: int | None) -> None:
         """Print a one-time enrolment code for a field user's handheld."""
         user = _user(username)
@@ -134,10 +134,12 @@ def register(app: Flask) -> None:
         click.echo(f"new epoch {epoch}")
 
     @app.cli.command("compact")
-    @click.option("--days", type=int, help="Retention (default FIELDSYNC_CHANGE_RETENTION_DAYS).")
+    @click.option("--days", type=click.IntRange(min=0), help="Retention (default FIELDSYNC_CHANGE_RETENTION_DAYS).")
     def compact_command(days: int | None) -> None:
-        """Delete change-log rows (tombstones included) older than the retention period."""
-        deleted = state.compact(days or current_app.config["CHANGE_RETENTION_DAYS"], dt.datetime.now(dt.UTC))
+        """Delete change-log rows (tombstones included) older than the retention period; --days 0 keeps
+        only the newest row (an explicit 0 is honoured, not replaced by the default)."""
+        retention = days if days is not None else current_app.config["CHANGE_RETENTION_DAYS"]
+        deleted = state.compact(retention, dt.datetime.now(dt.UTC))
         db.session.commit()
         click.echo(f"compacted {deleted} change-log rows")
 

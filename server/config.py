@@ -28,6 +28,10 @@ class Config:
     # Enrolment attempts per client address per window (brute-forcing codes); 429 beyond.
     ENROLL_ATTEMPTS_PER_WINDOW = _int("FIELDSYNC_ENROLL_ATTEMPTS", 10)
     ENROLL_WINDOW_SECONDS = _int("FIELDSYNC_ENROLL_WINDOW_SECONDS", 600)
+    # Proxies (load balancers) in front of the server that append X-Forwarded-For / X-Forwarded-Proto.
+    # 0 trusts none. Behind one, set 1: the client address (enrolment limit, logs) is then the one the
+    # balancer saw, not the balancer's own, and every client would otherwise share one limit.
+    TRUSTED_PROXIES = _int("FIELDSYNC_TRUSTED_PROXIES", 0)
     # Hi/lo factors per meter class: {"residential": [0.5, 2.0], ...}; defaults in sync_protocol.readings.
     READING_FACTORS: dict[str, tuple[float, float]] | None = None
     SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}

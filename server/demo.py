@@ -139,9 +139,7 @@ def seed_demo(*, seed: int, customers: int, jobs: int, progress: bool = False) -
             "staff",
             secrets.token_urlsafe(12),
         )
-    linemen = [
-        _user(f"lineman{i}", f"{rng.choice(SURNAMES)} {rng.choice(GIVEN)}", "lineman") for i in range(1, 9)
-    ]
+    linemen = [_user(f"lineman{i}", f"{rng.choice(SURNAMES)} {rng.choice(GIVEN)}", "lineman") for i in range(1, 9)]
     db.session.flush()
 
     customer_rows: list[dict[str, Any]] = []
@@ -231,13 +229,17 @@ def seed_demo(*, seed: int, customers: int, jobs: int, progress: bool = False) -
                 _start=last,
             )
         )
-    # routes: meters grouped by district, then split into walks of 200-500 meters
+    # routes: meters grouped by district, then split into walks of 200-500 meters (only a demo of
+    # fewer than 200 meters has a shorter route: all of them)
     meter_rows.sort(key=lambda m: (m["_district"], m["premise_id"]))
     route_rows: list[dict[str, Any]] = []
     readers: list[User] = []
     index = 0
     while index < len(meter_rows):
         size = rng.randrange(200, 501)
+        remaining = len(meter_rows) - index
+        if remaining - size < 200:  # never leave a tail shorter than a walk: take it, or halve the rest
+            size = remaining if remaining <= 500 else remaining // 2
         number = len(route_rows) + 1
         reader = _user(f"reader{number}", f"{rng.choice(SURNAMES)} {rng.choice(GIVEN)}", "meter_reader")
         readers.append(reader)
@@ -423,9 +425,7 @@ def _seed_jobs(
         outcome = Status.COMPLETED if rng.random() < 0.88 else Status.CANNOT_COMPLETE
         _field_status(job, outcome, t, lineman.id)
         job.resolution_code = (
-            rng.choice(["repaired", "replaced", "no_fault_found"])
-            if outcome is Status.COMPLETED
-            else "no_access"
+            rng.choice(["repaired", "replaced", "no_fault_found"]) if outcome is Status.COMPLETED else "no_access"
         )
         job.field_hlc = {"resolution_code": str(now_hlc())}
         if age_days > 7 and rng.random() < 0.7:

@@ -57,7 +57,9 @@ def register_error_handlers(app: Flask) -> None:
         if not _wants_json():
             return exc
         code = HTTP_CODES.get(exc.code or 500, "bad_request" if (exc.code or 500) < 500 else "internal_error")
-        response = error_response(ProtocolError(code))
+        # keep the headers the status requires (Allow on a 405), not werkzeug's HTML content type
+        headers = {name: value for name, value in exc.get_headers() if name.lower() != "content-type"}
+        response = error_response(ProtocolError(code), headers)
         response.status_code = exc.code or 500
         return response
 

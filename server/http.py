@@ -8,11 +8,12 @@ import json
 import zlib
 from typing import Any
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, request
 
 from sync_protocol import ProtocolError
 
 MIN_GZIP_BYTES = 1024  # smaller responses are not worth compressing
+JSON_BODY_KEY = "fieldsync.json_body"
 
 
 def _decompress(data: bytes, limit: int) -> bytes:
@@ -31,8 +32,10 @@ def _decompress(data: bytes, limit: int) -> bytes:
 
 def json_body() -> dict[str, Any]:
     """The request's JSON object, decoded (and gunzipped) once; errors are ProtocolErrors."""
-    if "json_body" in g:
-        return g.json_body
+    # cached in the request's environ, not on `g`: g lives as long as the app context, which can
+    # outlive one request (a test client called inside an app context), and would serve a stale body
+    if JSON_BODY_KEY in request.environ:
+        return request.environ[JSON_BODY_KEY]
     mimetype = request.mimetype
     if mimetype != "application/json":
         raise ProtocolError("unsupported_media_type", "Send Content-Type: application/json.")
@@ -49,10 +52,8 @@ def json_body() -> dict[str, Any]:
     except (json.JSONDecodeError, RecursionError) as exc:
         raise ProtocolError("bad_request", "The body is not valid JSON.") from exc
     if not isinstance(body, dict):
-        raise ProtocolError(
-            "validation_error", "The body must be a JSON object.", {"_schema": ["Expected an object."]}
-        )
-    g.json_body = body
+        raise ProtocolError("validation_error", "The body must be a JSON object.", {"_schema": ["Expected an object."]})
+    request.environ[JSON_BODY_KEY] = body
     return body
 
 
@@ -62,7 +63,7 @@ def _gzip_response(response: Response) -> Response:
         or response.direct_passthrough
         or response.status_code < 200
         or "Content-Encoding" in response.headers
-        or "gzip" not in request.headers.get("Accept-Encoding", "").lower()
+        or request.accept_encodings.quality("gzip") <= 0
     ):
         return response
     data = response.get_data()

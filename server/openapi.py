@@ -43,7 +43,7 @@ OPERATIONS: list[tuple[str, str, str, str | None, int, str | None, tuple[str, ..
         None,
         200,
         "HelloResponse",
-        ("unauthorized", "forbidden", "validation_error", "upgrade_required"),
+        ("unauthorized", "forbidden", "validation_error", "upgrade_required", "resync_required"),
         True,
     ),
     (
@@ -74,7 +74,7 @@ OPERATIONS: list[tuple[str, str, str, str | None, int, str | None, tuple[str, ..
         ("unauthorized", "forbidden", "validation_error", "resync_required", "upgrade_required"),
         True,
     ),
-    ("/api/v1/openapi.json", "get", "This description", None, 200, None, ("unauthorized",), True),
+    ("/api/v1/openapi.json", "get", "This description", None, 200, None, ("unauthorized", "forbidden"), True),
 ]
 
 SCHEMAS = {
@@ -86,7 +86,6 @@ SCHEMAS = {
     "PullResponse": s.PullResponseSchema,
     "Error": s.ErrorEnvelopeSchema,
     "Change": s.ChangeEnvelopeSchema,
-    "PullRecord": s.PullRecordSchema,
     **{f"{entity.title().replace('_', '')}Data": schema for entity, schema in s.RECORD_SCHEMAS.items()},
 }
 
@@ -124,6 +123,7 @@ def build_spec() -> dict[str, Any]:
                 {"name": "protocol_min", "in": "query", "schema": {"type": "integer"}},
                 {"name": "protocol_max", "in": "query", "schema": {"type": "integer"}},
                 {"name": "device_time_ms", "in": "query", "schema": {"type": "integer"}},
+                {"name": "last_ack", "in": "query", "schema": {"type": "string", "maxLength": 64}},
             ]
         if request:
             operation["requestBody"] = {

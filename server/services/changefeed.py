@@ -74,7 +74,5 @@ def install(session_class: type[Session]) -> None:
 
 def head() -> tuple[int, str]:
     """The newest committed sequence number and its row's uid ((0, "") on an empty log)."""
-    row = db.session.execute(
-        select(ChangeLog.seq, ChangeLog.uid).order_by(ChangeLog.seq.desc()).limit(1)
-    ).first()
+    row = db.session.execute(select(ChangeLog.seq, ChangeLog.uid).order_by(ChangeLog.seq.desc()).limit(1)).first()
     return (row.seq, row.uid) if row else (0, "")

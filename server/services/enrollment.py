@@ -77,9 +77,7 @@ def enroll(code: str, device_name: str, platform: str, app_version: str) -> tupl
 
 def authenticate(token: str) -> Device | None:
     """The active device holding `token`, or None (unknown or revoked)."""
-    device = (
-        db.session.execute(select(Device).where(Device.token_hash == secret_hash(token))).scalars().first()
-    )
+    device = db.session.execute(select(Device).where(Device.token_hash == secret_hash(token))).scalars().first()
     if device is None or device.revoked_at is not None:
         return None
     return device

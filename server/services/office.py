@@ -170,9 +170,7 @@ def edit_job(job: Job, values: Mapping[str, Any], *, actor_id: str | None = None
     crew edit is kept as a conflict). Returns the conflicts."""
     unknown = set(values) - SERVER_OWNED_JOB_FIELDS - FIELD_EDITABLE_JOB_FIELDS - {"assigned_to"}
     if unknown:
-        raise ProtocolError(
-            "validation_error", "unknown job field", {name: ["Unknown field."] for name in unknown}
-        )
+        raise ProtocolError("validation_error", "unknown job field", {name: ["Unknown field."] for name in unknown})
     if "assigned_to" in values:
         assign_job(job, values["assigned_to"], actor_id=actor_id)
     for name in SERVER_OWNED_JOB_FIELDS & set(values) - {"assigned_to", "number", "created_at"}:
@@ -182,9 +180,7 @@ def edit_job(job: Job, values: Mapping[str, Any], *, actor_id: str | None = None
     if editable:
         state = load_state(job)
         base = {name: state.fields[name].hlc if name in state.fields else None for name in editable}
-        result = merge_field_edit(
-            state, FieldEdit(new_id("X"), job.id, now_hlc(), Actor.OFFICE, editable, base)
-        )
+        result = merge_field_edit(state, FieldEdit(new_id("X"), job.id, now_hlc(), Actor.OFFICE, editable, base))
         store_state(job, result.state)
         conflicts = list(result.conflicts)
         # the crew's value that lost is kept; the assignee hears of it
@@ -238,6 +234,4 @@ def start_cycle(route: Route, start: dt.date, end: dt.date) -> Route:
 
 
 def route_meter_count(route_id: str) -> int:
-    return db.session.execute(
-        select(func.count()).select_from(Meter).where(Meter.route_id == route_id)
-    ).scalar_one()
+    return db.session.execute(select(func.count()).select_from(Meter).where(Meter.route_id == route_id)).scalar_one()

@@ -32,7 +32,8 @@ from .office import route_meter_count
 from .records import SERIALIZERS, route_data
 
 CHUNK = 200  # rows fetched from the database at a time
-RECORD_OVERHEAD = 48  # bytes of JSON around each record's data
+MAX_SEQ = 2**63 - 1  # change-log sequence numbers are BIGINTs
+MAX_CONFLICT_ID = 2**31 - 1  # conflict ids are INTEGERs
 
 
 @dataclass(frozen=True)
@@ -51,20 +52,45 @@ class Cursor:
 
     @classmethod
     def decode(cls, text: str) -> Cursor:
+        """Parse a cursor this server issued; any other text (wrong shape or types, a sequence number
+        outside the log's range) is a validation_error, never a server failure."""
         try:
             raw = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-            cursor = cls(str(raw["e"]), int(raw["s"]), str(raw["u"]), raw.get("p"), str(raw.get("a", "")))
+            cursor = cls(raw["e"], raw["s"], raw["u"], raw.get("p"), raw.get("a", ""))
         except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
             raise ProtocolError(
                 "validation_error",
                 "The cursor is not one this server issued.",
                 {"cursor": ["Malformed cursor."]},
             ) from exc
-        if cursor.phase is not None and not 0 <= int(cursor.phase) < len(scope.SNAPSHOT_ORDER):
+        if not (
+            all(isinstance(value, str) for value in (cursor.epoch, cursor.uid, cursor.after))
+            and _is_int(cursor.seq)
+            and 0 <= cursor.seq <= MAX_SEQ
+        ):
+            raise ProtocolError(
+                "validation_error", "The cursor is not one this server issued.", {"cursor": ["Malformed cursor."]}
+            )
+        if cursor.phase is not None and not (
+            _is_int(cursor.phase)
+            and 0 <= cursor.phase < len(scope.SNAPSHOT_ORDER)
+            and _valid_position(scope.SNAPSHOT_ORDER[cursor.phase], cursor.after)
+        ):
             raise ProtocolError(
                 "validation_error", "The cursor is not one this server issued.", {"cursor": ["Bad phase."]}
             )
         return cursor
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _valid_position(entity: str, after: str) -> bool:
+    """Conflicts have integer ids, so a snapshot position among them is one (or empty: the start)."""
+    if entity != "conflict" or after == "":
+        return True
+    return after.isascii() and after.isdigit() and int(after) <= MAX_CONFLICT_ID
 
 
 def _check_servable(cursor: Cursor) -> None:
@@ -112,8 +138,10 @@ class _Page:
         self.full = False
 
     def add(self, record: dict[str, Any]) -> None:
+        """Add a record; the page is full once its records' JSON (as sent, compact, with the comma
+        between records) reaches the byte budget, so a page exceeds the budget by less than one record."""
         self.records.append(record)
-        self.size += len(json.dumps(record.get("data"), separators=(",", ":"))) + RECORD_OVERHEAD
+        self.size += len(json.dumps(record, separators=(",", ":"))) + 1
         if self.size >= self.budget or len(self.records) >= self.max_records:
             self.full = True
 
@@ -136,7 +164,7 @@ def _snapshot(user_id: str, cursor: Cursor, page: _Page) -> Cursor:
         statement = scope.SCOPES[entity](user_id)
         if after:
             statement = statement.where(model.id > (int(after) if entity == "conflict" else after))
-        statement = statement.order_by(model.id).limit(page.max_records - len(page.records) + 1)
+        statement = statement.order_by(model.id)
         for obj in _chunks(statement):
             if page.full:
                 return Cursor(cursor.epoch, cursor.seq, cursor.uid, phase, after)
@@ -155,7 +183,6 @@ def _log(user_id: str, cursor: Cursor, page: _Page) -> Cursor:
         select(ChangeLog)
         .where(ChangeLog.user_id == user_id, ChangeLog.seq > seq, ChangeLog.seq <= head_seq)
         .order_by(ChangeLog.seq)
-        .limit(page.max_records + 1)
     )
     sent: set[tuple[str, str]] = set()
     for row in _chunks(statement):

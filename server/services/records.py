@@ -90,6 +90,7 @@ def reading_data(reading: MeterReading) -> dict[str, Any]:
     data = reading_push_data(reading)
     data.update(
         hlc=reading.hlc,
+        superseded_by=reading.superseded_by,
         reader_id=reading.reader_id,
         received_at=iso(reading.received_at),
         flags=list(reading.flags or []),

@@ -93,11 +93,7 @@ def route_reader(route_id: str | None) -> str | None:
 
 
 def premise_audience(premise_id: str) -> set[str]:
-    by_route = (
-        select(Route.assigned_to)
-        .join(Meter, Meter.route_id == Route.id)
-        .where(Meter.premise_id == premise_id)
-    )
+    by_route = select(Route.assigned_to).join(Meter, Meter.route_id == Route.id).where(Meter.premise_id == premise_id)
     by_job = select(Job.assigned_to).where(Job.premise_id == premise_id, Job.status != "closed")
     return {u for u in db.session.execute(by_route.union(by_job)).scalars() if u}
 

@@ -22,7 +22,7 @@ from ..auth import device_required
 from ..database import write_transaction
 from ..extensions import db
 from ..http import json_body
-from ..models import Device, utcnow
+from ..models import ChangeReceipt, Device, utcnow
 from ..services import pull, push, scope, state
 from ..services.clock import now_hlc
 from ..services.records import iso
@@ -42,9 +42,7 @@ def _int_arg(value: str | None, name: str) -> int | None:
 def _require_version(version: int | None) -> int:
     """Push and pull carry the negotiated version; outside the supported range the app must update."""
     if version is None:
-        raise ProtocolError(
-            "validation_error", f"Send the {PROTOCOL_HEADER} header.", {PROTOCOL_HEADER: ["Missing."]}
-        )
+        raise ProtocolError("validation_error", f"Send the {PROTOCOL_HEADER} header.", {PROTOCOL_HEADER: ["Missing."]})
     try:
         return negotiate(VersionRange(version, version))
     except (UnsupportedVersion, ValueError) as exc:
@@ -55,13 +53,33 @@ def _envelope(version: int, body: dict[str, Any]) -> Any:
     return jsonify({"protocol": version, "server_time": iso(utcnow()), **body})
 
 
+def _check_last_acknowledged(user_id: str, change_id: str | None) -> None:
+    """Restore detection: the device names the newest change this server acknowledged to it. If the
+    server has no receipt of it, the database was restored from an older backup and lost acknowledged
+    work: the device must re-send its journal and download its scope again (DESIGN.md invariant 8)."""
+    if not change_id:
+        return
+    if len(change_id) > 64:
+        raise ProtocolError("validation_error", fields={"last_ack": ["Not a valid change id."]})
+    owner = db.session.execute(select(ChangeReceipt.user_id).where(ChangeReceipt.change_id == change_id)).scalar()
+    if owner != user_id:
+        raise ProtocolError(
+            "resync_required",
+            "The server no longer has changes it acknowledged to this device (restored backup): "
+            "re-send them, then download the scope again.",
+        )
+
+
 @bp.get("/hello")
 @device_required
 def hello() -> Any:
     """Negotiate the protocol version; tell the device the server time, epoch, its scope and limits."""
     header = _int_arg(request.headers.get(PROTOCOL_HEADER), PROTOCOL_HEADER)
-    oldest = _int_arg(request.args.get("protocol_min"), "protocol_min") or header
-    newest = _int_arg(request.args.get("protocol_max"), "protocol_max") or header
+    # the header stands in only for a bound the query leaves out (an explicit 0 is invalid, not absent)
+    oldest = _int_arg(request.args.get("protocol_min"), "protocol_min")
+    newest = _int_arg(request.args.get("protocol_max"), "protocol_max")
+    oldest = header if oldest is None else oldest
+    newest = header if newest is None else newest
     if oldest is None or newest is None:
         raise ProtocolError(
             "validation_error",
@@ -76,6 +94,7 @@ def hello() -> Any:
         raise ProtocolError("validation_error", str(exc), {"protocol_min": ["Invalid range."]}) from exc
     device, user = g.device, g.user
     device_time = _int_arg(request.args.get("device_time_ms"), "device_time_ms")
+    _check_last_acknowledged(user.id, request.args.get("last_ack"))
     counts = {
         entity: db.session.execute(
             select(func.count()).select_from(scope.SCOPES[entity](user.id).subquery())
@@ -115,7 +134,10 @@ def push_changes() -> Any:
     """Apply a batch of changes; per-change results in the same order."""
     body = json_body()
     header = _int_arg(request.headers.get(PROTOCOL_HEADER), PROTOCOL_HEADER)
-    version = _require_version(header if header is not None else body.get("protocol"))
+    in_body = body.get("protocol")
+    if in_body is not None and (not isinstance(in_body, int) or isinstance(in_body, bool)):
+        raise ProtocolError("validation_error", fields={"protocol": ["Not a valid integer."]})
+    version = _require_version(header if header is not None else in_body)
     if isinstance(body.get("protocol"), int) and body["protocol"] != version:
         raise ProtocolError(
             "validation_error",

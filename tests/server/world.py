@@ -30,34 +30,77 @@ class World:
 
 
 def _user(username: str, role: str) -> User:
-    user = User(id=f"U-{username}", username=username, display_name=username.title(), role=role,
-                password_hash=generate_password_hash("pw-" + username) if role in ("staff", "admin") else None)
+    user = User(
+        id=f"U-{username}",
+        username=username,
+        display_name=username.title(),
+        role=role,
+        password_hash=generate_password_hash("pw-" + username) if role in ("staff", "admin") else None,
+    )
     db.session.add(user)
     return user
 
 
 def build_world() -> World:
-    users = {u.username: u.id for u in [
-        _user("reader", "meter_reader"), _user("reader2", "meter_reader"), _user("lineman", "lineman"),
-        _user("lineman2", "lineman"), _user("staff", "staff"), _user("admin", "admin"),
-    ]}
+    users = {
+        u.username: u.id
+        for u in [
+            _user("reader", "meter_reader"),
+            _user("reader2", "meter_reader"),
+            _user("lineman", "lineman"),
+            _user("lineman2", "lineman"),
+            _user("staff", "staff"),
+            _user("admin", "admin"),
+        ]
+    }
     db.session.flush()
     for i in range(1, 7):
-        db.session.add(Customer(id=f"C{i}", account_no=f"41000{i}", name=f"Customer {i}", phone=None,
-                                segment="safety" if i == 1 else "standard", vip=i == 1))
-        db.session.add(Premise(id=f"P{i}", customer_id=f"C{i}", address=f"{i} Renmin Rd", lat=None, lon=None,
-                               hazards=["dog"] if i == 2 else [], access_notes=None))
+        db.session.add(
+            Customer(
+                id=f"C{i}",
+                account_no=f"41000{i}",
+                name=f"Customer {i}",
+                phone=None,
+                segment="safety" if i == 1 else "standard",
+                vip=i == 1,
+            )
+        )
+        db.session.add(
+            Premise(
+                id=f"P{i}",
+                customer_id=f"C{i}",
+                address=f"{i} Renmin Rd",
+                lat=None,
+                lon=None,
+                hazards=["dog"] if i == 2 else [],
+                access_notes=None,
+            )
+        )
     db.session.flush()
-    routes = {"R1": Route(id="R1", code="RT-1", name="Riverside", cycle_start=CYCLE_START),
-              "R2": Route(id="R2", code="RT-2", name="Old Town", cycle_start=CYCLE_START)}
+    routes = {
+        "R1": Route(id="R1", code="RT-1", name="Riverside", cycle_start=CYCLE_START),
+        "R2": Route(id="R2", code="RT-2", name="Old Town", cycle_start=CYCLE_START),
+    }
     db.session.add_all(routes.values())
     db.session.flush()
     meters, other = [], []
     for i in range(1, 7):
         route = "R1" if i <= 4 else "R2"
-        meter = Meter(id=f"M{i}", number=f"A{i:07d}", premise_id=f"P{i}", route_id=route, route_seq=i * 10,
-                      meter_class="residential", dials=5, multiplier=1.0, avg_daily=10.0, last_value=99_500 if i == 3 else 1000,
-                      last_read_at=LAST_READ_AT, last_read_type="regular", consecutive_estimates=0)
+        meter = Meter(
+            id=f"M{i}",
+            number=f"A{i:07d}",
+            premise_id=f"P{i}",
+            route_id=route,
+            route_seq=i * 10,
+            meter_class="residential",
+            dials=5,
+            multiplier=1.0,
+            avg_daily=10.0,
+            last_value=99_500 if i == 3 else 1000,
+            last_read_at=LAST_READ_AT,
+            last_read_type="regular",
+            consecutive_estimates=0,
+        )
         db.session.add(meter)
         (meters if route == "R1" else other).append(meter.id)
     db.session.flush()
@@ -65,9 +108,16 @@ def build_world() -> World:
     office.assign_route(routes["R2"], users["reader2"])
     jobs = {}
     for name, customer, assignee in (("outage", 1, "lineman"), ("repair", 2, "lineman"), ("other", 3, "lineman2")):
-        job = office.create_job(customer_id=f"C{customer}", premise_id=f"P{customer}", job_type="outage",
-                                summary=f"{name} job", priority=2, assigned_to=users[assignee], job_id=f"J-{name}",
-                                number=f"J-{name.upper()}")
+        job = office.create_job(
+            customer_id=f"C{customer}",
+            premise_id=f"P{customer}",
+            job_type="outage",
+            summary=f"{name} job",
+            priority=2,
+            assigned_to=users[assignee],
+            job_id=f"J-{name}",
+            number=f"J-{name.upper()}",
+        )
         jobs[name] = job.id
     db.session.commit()
     return World(users, jobs, meters, other, {"R1": "R1", "R2": "R2"})
@@ -119,8 +169,13 @@ class Handheld:
 
     # change builders --------------------------------------------------------------------------
     def change(self, entity: str, entity_id: str, data: dict[str, Any], base: dict | None = None) -> dict[str, Any]:
-        change = {"change_id": uuid.uuid4().hex, "entity": entity, "entity_id": entity_id,
-                  "hlc": str(self.clock.now()), "data": data}
+        change = {
+            "change_id": uuid.uuid4().hex,
+            "entity": entity,
+            "entity_id": entity_id,
+            "hlc": str(self.clock.now()),
+            "data": data,
+        }
         if base is not None:
             change["base"] = base
         return change
