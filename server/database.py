@@ -60,8 +60,8 @@ def write_transaction(work: Callable[[], T]) -> T:
     """
     for attempt in range(1, RETRIES + 1):
         db.session.rollback()  # end any read transaction (e.g. authentication) first
-        db.session.connection(execution_options={WRITE_OPTION: True})
         try:
+            db.session.connection(execution_options={WRITE_OPTION: True})  # SQLite: BEGIN IMMEDIATE
             result = work()
             db.session.commit()
             return result
@@ -72,3 +72,16 @@ def write_transaction(work: Callable[[], T]) -> T:
             log.info("write transaction clashed (%s), retrying", type(exc).__name__)
             time.sleep(0.01 * attempt)
     raise AssertionError("unreachable")
+
+
+def best_effort_write(work: Callable[[], None]) -> None:
+    """Bookkeeping that must never fail the request it belongs to (e.g. a device's last-seen time):
+    one attempt, and a failure is logged and dropped."""
+    try:
+        db.session.rollback()
+        db.session.connection(execution_options={WRITE_OPTION: True})
+        work()
+        db.session.commit()
+    except Exception as exc:  # the answer is already computed; a timestamp is not worth a failure
+        db.session.rollback()
+        log.warning("skipped bookkeeping write: %s", exc)
