@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from pda_client import Handheld
-from pda_client.errors import NeedsConfirmation, NetworkError
+from pda_client.errors import Cancelled, NeedsConfirmation, NetworkError
 from pda_client.transport import Transport
 from server import create_app
 from server.extensions import db
@@ -327,4 +328,54 @@ def test_server_down_during_sync_keeps_the_outbox_and_the_next_sync_succeeds(tmp
             d=hh.store.meta("device_id"),
         )
         assert rows[0]["n"] == 1
+        hh.close()
+
+
+@pytest.mark.e2e
+def test_acknowledged_work_survives_a_server_restored_from_an_older_backup(tmp_path):
+    """The server's database is restored from a backup taken before a handheld's last sync: the handheld
+    learns it at hello (its newest acknowledged change is unknown), re-sends its journal and outbox, and
+    downloads its scope again; the server ends with every reading exactly once (DESIGN.md invariant 8)."""
+    import sqlite3
+
+    from tests.e2e.conftest import start_server
+
+    with start_server(tmp_path / "srv", "sqlite") as live:
+        db_file = live.database_url.removeprefix("sqlite:///")
+        hh = handheld(live, tmp_path, "reader1", "restore")
+        hh.sync()
+        route = hh.status()["routes"][0]["id"]
+        walk = hh.readings.walk(route)
+        first = hh.readings.record(walk[0]["id"], walk[0]["last_value"], confirm=walk[0]["last_value"])
+        hh.sync()
+        live.stop()
+        backup = tmp_path / "backup.db"
+        with sqlite3.connect(db_file) as source, sqlite3.connect(backup) as target:
+            source.backup(target)
+        live.start()
+        later = [hh.readings.skip(walk[1]["id"], "dog"), hh.readings.skip(walk[2]["id"], "locked_gate")]
+        # acknowledged, so they leave the outbox; the link drops before the pull, so the cursor still
+        # points into the backup's history and only the acknowledgement can reveal the loss
+        cancel = threading.Event()
+
+        def stop_after_push(stage: str, done: int, total: int) -> None:
+            if stage == "push" and total and done == total:
+                cancel.set()
+
+        with pytest.raises(Cancelled):
+            hh.sync(progress=stop_after_push, cancel=cancel)
+        assert hh.status()["pending_changes"] == 0
+        live.stop()
+        with sqlite3.connect(backup) as source, sqlite3.connect(db_file) as target:
+            source.backup(target)  # the restore: the server forgets the two skips
+        live.start()
+        assert not server_rows(live, "SELECT id FROM meter_readings WHERE id = :r", r=later[0]["id"])
+        report = hh.sync()
+        assert report.resynced
+        ids = [first["id"], *(r["id"] for r in later)]
+        rows = server_rows(live, "SELECT id FROM meter_readings WHERE device_id = :d", d=hh.store.meta("device_id"))
+        assert sorted(r["id"] for r in rows) == sorted(ids)
+        progress = hh.readings.progress(route)
+        assert (progress["read"], progress["skipped"]) == (1, 2)
+        assert hh.sync().resynced is False  # and the next sync is an ordinary one
         hh.close()
