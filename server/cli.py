@@ -11,15 +11,13 @@ import click
 from flask import Flask, current_app
 from flask_migrate import upgrade
 from sqlalchemy import func, select
-from werkzeug.security import generate_password_hash
 from werkzeug.serving import run_simple
 
 from sync_protocol import ProtocolError
 
 from .extensions import db
 from .models import Device, Job, User
-from .services import enrollment, state
-from .services.ids import new_id
+from .services import enrollment, state, users
 
 
 def init_database() -> bool:
@@ -28,22 +26,6 @@ def init_database() -> bool:
     created = state.initialise()
     db.session.commit()
     return created
-
-
-def create_user(username: str, role: str, display_name: str, password: str | None) -> User:
-    if role not in User.ROLES:
-        raise click.BadParameter(f"role must be one of {', '.join(User.ROLES)}")
-    if db.session.execute(select(User).where(User.username == username)).scalar():
-        raise click.ClickException(f"user {username!r} exists")
-    user = User(
-        id=new_id("U"),
-        username=username,
-        display_name=display_name,
-        role=role,
-        password_hash=generate_password_hash(password) if password else None,
-    )
-    db.session.add(user)
-    return user
 
 
 def _user(username: str) -> User:
@@ -85,7 +67,10 @@ def register(app: Flask) -> None:
             password = getpass.getpass("password: ") if sys.stdin.isatty() else secrets.token_urlsafe(12)
             if not sys.stdin.isatty():
                 click.echo(f"generated password: {password}")
-        user = create_user(username, role, display_name or username, password)
+        try:
+            user = users.create_user(username, role, display_name or username, password)
+        except ProtocolError as exc:
+            raise click.ClickException(exc.message) from exc
         db.session.commit()
         click.echo(f"created {role} {username} ({user.id})")
 

@@ -16,14 +16,13 @@ from typing import Any
 import click
 from flask import current_app
 from sqlalchemy import insert
-from werkzeug.security import generate_password_hash
 
 from sync_protocol import codes
 from sync_protocol.lifecycle import Status
 
 from .extensions import db
 from .models import Customer, JobEvent, Meter, MeterReading, Premise, Route, User
-from .services import office
+from .services import office, users
 from .services.clock import now_hlc
 from .services.ids import new_id
 from .services.jobstate import load_state, store_state
@@ -113,15 +112,7 @@ def demo_admin_password() -> str:
 
 
 def _user(username: str, name: str, role: str, password: str | None = None) -> User:
-    user = User(
-        id=new_id("U"),
-        username=username,
-        display_name=name,
-        role=role,
-        password_hash=generate_password_hash(password) if password else None,
-    )
-    db.session.add(user)
-    return user
+    return users.create_user(username, role, name, password)
 
 
 def seed_demo(*, seed: int, customers: int, jobs: int, progress: bool = False) -> dict[str, int]:

@@ -172,7 +172,7 @@ DEMO = ("seed-demo", "--customers", "300", "--jobs", "40", "--seed", "3")
 def fast_passwords(monkeypatch):
     """Demo staff passwords are random anyway: hash them cheaply so seeding stays quick."""
     monkeypatch.setattr(
-        "server.demo.generate_password_hash", lambda password: generate_password_hash(password, "pbkdf2:sha256:1")
+        "server.services.users.generate_password_hash", lambda password: generate_password_hash(password, "pbkdf2:sha256:1")
     )
 
 
