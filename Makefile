@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 export FLASK_APP := server
 
-.PHONY: run test lint system-deps venv clean bench
+.PHONY: run test lint system-deps venv clean bench translations
 
 $(STAMP): requirements-server.txt requirements-client.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,3 +33,9 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+
+# After changing page texts: extract them, merge into each catalogue, translate, compile (.mo is committed).
+translations: $(STAMP)
+	$(VENV)/bin/pybabel extract -F server/babel.cfg -k _l -o server/translations/messages.pot .
+	$(VENV)/bin/pybabel update -i server/translations/messages.pot -d server/translations --no-fuzzy-matching
+	$(VENV)/bin/pybabel compile -d server/translations

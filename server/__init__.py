@@ -45,6 +45,7 @@ def create_app(config: Mapping[str, Any] | None = None, instance_path: str | Non
     app = Flask(
         __name__,
         instance_relative_config=True,
+        static_folder=None,  # the pages' blueprint serves /static
         instance_path=instance_path or os.environ.get("FIELDSYNC_INSTANCE_PATH") or None,
     )
     app.config.from_object(Config)
@@ -59,21 +60,28 @@ def create_app(config: Mapping[str, Any] | None = None, instance_path: str | Non
     from . import cli, errors, http
     from .auth import bp as auth_bp
     from .database import configure_engine
-    from .extensions import db, migrate
+    from .extensions import babel, csrf, db, login_manager, migrate
     from .health import bp as health_bp
     from .openapi import bp as openapi_bp
     from .services import changefeed
+    from .staff import bp as staff_bp
     from .sync import bp as sync_bp
     from .web import bp as web_bp
+    from .web.auth import select_locale
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS))
     with app.app_context():
         configure_engine(db.engine)
     changefeed.install(Session)
+    login_manager.init_app(app)
+    login_manager.login_view = "web.login"
+    login_manager.session_protection = "strong"
+    csrf.init_app(app)  # checked by the pages' blueprint only: the APIs take bearer tokens, not cookies
+    babel.init_app(app, locale_selector=select_locale)
     http.init_http(app)
     errors.register_error_handlers(app)
-    for blueprint in (health_bp, auth_bp, sync_bp, openapi_bp, web_bp):
+    for blueprint in (health_bp, auth_bp, sync_bp, openapi_bp, staff_bp, web_bp):
         app.register_blueprint(blueprint)
     cli.register(app)
     if app.config["TRUSTED_PROXIES"]:

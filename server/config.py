@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 
 def _int(name: str, default: int) -> int:
@@ -35,6 +36,17 @@ class Config:
     # Hi/lo factors per meter class: {"residential": [0.5, 2.0], ...}; defaults in sync_protocol.readings.
     READING_FACTORS: dict[str, tuple[float, float]] | None = None
     SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    # Service-centre sessions: cookies only over HTTPS in production (FIELDSYNC_SECURE_COOKIES=1).
+    SESSION_COOKIE_SECURE = os.environ.get("FIELDSYNC_SECURE_COOKIES", "0") == "1"
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_HTTPONLY = True
+    PERMANENT_SESSION_LIFETIME = 12 * 3600
+    LOGIN_ATTEMPTS_PER_WINDOW = _int("FIELDSYNC_LOGIN_ATTEMPTS", 20)
+    LOGIN_WINDOW_SECONDS = _int("FIELDSYNC_LOGIN_WINDOW_SECONDS", 600)
+    WTF_CSRF_TIME_LIMIT = None  # tokens live as long as the session
+    WTF_CSRF_CHECK_DEFAULT = False  # the pages' blueprint checks its own forms (server/web)
+    BABEL_DEFAULT_LOCALE = "en"
+    BABEL_TRANSLATION_DIRECTORIES = str(Path(__file__).parent / "translations")
     JSON_SORT_KEYS = False
 
 

@@ -63,9 +63,26 @@ class User(db.Model):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+    STAFF_ROLES = ("staff", "admin")
+
     @property
     def is_field(self) -> bool:
         return self.role in self.FIELD_ROLES
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role in self.STAFF_ROLES
+
+    # what Flask-Login asks of a user object (a deactivated user's session stops working)
+    is_authenticated = True
+    is_anonymous = False
+
+    @property
+    def is_active(self) -> bool:
+        return self.active
+
+    def get_id(self) -> str:
+        return self.id
 
 
 class EnrollmentCode(db.Model):
@@ -328,3 +345,18 @@ class RateLimitWindow(db.Model):
     key: Mapped[str] = mapped_column(String(120), primary_key=True)
     window_start: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ApiToken(db.Model):
+    """A bearer token for integrations with the staff API, owned by a staff or admin user (stored
+    hashed; a device token is never accepted where an API token is expected, nor the reverse)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(80))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
