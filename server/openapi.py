@@ -3,16 +3,20 @@ the wire (sync_protocol.schemas). A test checks it against the app's real routes
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, jsonify
+from flask_login import current_user
+from marshmallow import Schema
 
-from sync_protocol import ERRORS, PROTOCOL_HEADER, PROTOCOL_VERSION
+from sync_protocol import ERRORS, PROTOCOL_HEADER, PROTOCOL_VERSION, ProtocolError
 from sync_protocol import schemas as s
 
-from .auth import device_required
+from .auth import bearer_token, device_required
+from .services import apitokens
 
 bp = Blueprint("openapi", __name__, url_prefix="/api/v1")
 
@@ -77,6 +81,37 @@ OPERATIONS: list[tuple[str, str, str, str | None, int, str | None, tuple[str, ..
     ("/api/v1/openapi.json", "get", "This description", None, 200, None, ("unauthorized", "forbidden"), True),
 ]
 
+
+@dataclass(frozen=True)
+class StaffOperation:
+    path: str
+    method: str
+    summary: str
+    query: type[Schema] | None  # query parameters
+    request: type[Schema] | None  # JSON body
+    status: int
+    response: type[Schema] | None
+    errors: tuple[str, ...]
+
+
+STAFF_OPERATIONS: list[StaffOperation] = []
+
+
+def document_staff(
+    path: str,
+    method: str,
+    summary: str,
+    *,
+    query: type[Schema] | None = None,
+    request: type[Schema] | None = None,
+    status: int = 200,
+    response: type[Schema] | None = None,
+    errors: tuple[str, ...] = ("unauthorized", "validation_error"),
+) -> None:
+    """Describe a staff-API operation (called by the module that defines it, next to its route)."""
+    STAFF_OPERATIONS.append(StaffOperation(path, method, summary, query, request, status, response, errors))
+
+
 SCHEMAS = {
     "EnrollRequest": s.EnrollRequestSchema,
     "EnrollResponse": s.EnrollResponseSchema,
@@ -99,6 +134,7 @@ def build_spec() -> dict[str, Any]:
         info={"description": "Sync API for handhelds; normative text in docs/protocol.md."},
     )
     spec.components.security_scheme("device", {"type": "http", "scheme": "bearer"})
+    spec.components.security_scheme("staff", {"type": "http", "scheme": "bearer", "description": "fsk. API token"})
     for name, schema in SCHEMAS.items():
         spec.components.schema(name, schema=schema)
     version_header = {
@@ -141,10 +177,42 @@ def build_spec() -> dict[str, Any]:
                 "content": {"application/json": {"schema": "Error"}},
             }
         spec.path(path=path, operations={method: operation})
+    paths: dict[str, dict[str, Any]] = {}
+    for op in STAFF_OPERATIONS:
+        operation = {"summary": op.summary, "security": [{"staff": []}], "responses": {}}
+        if op.query is not None:
+            operation["parameters"] = [{"in": "query", "schema": op.query}]
+        if op.request is not None:
+            operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": op.request}}}
+        ok: dict[str, Any] = {"description": "Success"}
+        if op.response is not None:
+            ok["content"] = {"application/json": {"schema": op.response}}
+        operation["responses"][str(op.status)] = ok
+        for code in sorted({ERRORS[c].status for c in op.errors} | {500}):
+            names = ", ".join(sorted(c for c in op.errors if ERRORS[c].status == code)) or "internal_error"
+            operation["responses"][str(code)] = {
+                "description": names,
+                "content": {"application/json": {"schema": "Error"}},
+            }
+        paths.setdefault(op.path, {})[op.method] = operation
+    for path, operations in paths.items():
+        spec.path(path=path, operations=operations)
     return spec.to_dict()
 
 
 @bp.get("/openapi.json")
-@device_required
 def openapi_json() -> Any:
+    """The description, for a device token, a staff API token or a signed-in staff session."""
+    token = bearer_token()
+    if token and token.startswith(apitokens.PREFIX):
+        if apitokens.authenticate(token) is None:
+            raise ProtocolError("unauthorized")
+        return jsonify(build_spec())
+    if token is None and current_user.is_authenticated and current_user.is_staff:
+        return jsonify(build_spec())
+    return _for_a_device()
+
+
+@device_required
+def _for_a_device() -> Any:
     return jsonify(build_spec())

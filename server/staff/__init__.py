@@ -36,3 +36,6 @@ def staff_api_required(view: Callable[..., Any]) -> Callable[..., Any]:
         return view(*args, **kwargs)
 
     return wrapped
+
+
+from . import analysis, customers, jobs, readings  # noqa: E402,F401 - the modules register their routes on bp

@@ -49,4 +49,4 @@ def _layout_context() -> dict:
     return {"nav_items": items, "languages": LANGUAGES, "current_locale": str(get_locale() or "en")}
 
 
-from . import auth, home  # noqa: E402,F401 - the modules register their routes on bp
+from . import admin, analysis, auth, conflicts, customers, home, jobs, kpis, readings  # noqa: E402,F401 - register routes

@@ -1,0 +1,3 @@
+"""Staff API: analysis (being built)."""
+
+from . import bp  # noqa: F401

@@ -1,0 +1,3 @@
+"""Staff API: customers (being built)."""
+
+from . import bp  # noqa: F401

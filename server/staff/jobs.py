@@ -1,0 +1,3 @@
+"""Staff API: jobs (being built)."""
+
+from . import bp  # noqa: F401

@@ -1,0 +1,3 @@
+"""Staff API: readings (being built)."""
+
+from . import bp  # noqa: F401

@@ -1,0 +1,3 @@
+"""Service-centre pages: admin (being built)."""
+
+from . import bp  # noqa: F401

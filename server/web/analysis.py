@@ -1,0 +1,3 @@
+"""Service-centre pages: analysis (being built)."""
+
+from . import bp  # noqa: F401

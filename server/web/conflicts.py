@@ -1,0 +1,3 @@
+"""Service-centre pages: conflicts (being built)."""
+
+from . import bp  # noqa: F401

@@ -1,0 +1,3 @@
+"""Service-centre pages: customers (being built)."""
+
+from . import bp  # noqa: F401
