@@ -6,6 +6,8 @@ import datetime as dt
 import getpass
 import secrets
 import sys
+import time
+from typing import Any
 
 import click
 from flask import Flask, current_app
@@ -15,6 +17,7 @@ from werkzeug.serving import run_simple
 
 from sync_protocol import ProtocolError
 
+from .demo import SCALES
 from .extensions import db
 from .models import Device, Job, User
 from .services import enrollment, state, users
@@ -44,17 +47,39 @@ def register(app: Flask) -> None:
 
     @app.cli.command("seed-demo")
     @click.option("--seed", default=7, show_default=True, help="Random seed: same seed, same data.")
-    @click.option("--customers", default=3000, show_default=True)
-    @click.option("--jobs", default=400, show_default=True)
-    def seed_demo_command(seed: int, customers: int, jobs: int) -> None:
-        """Fill an empty database with realistic demo data (users, customers, routes, meters, jobs)."""
+    @click.option(
+        "--scale",
+        type=click.Choice(sorted(SCALES)),
+        default="demo",
+        show_default=True,
+        help="demo: 3000 customers, 400 jobs, 3 months of readings; large: 10,000 customers, 10,000 jobs, "
+        "10 months (about 100,000 readings), the size the service-centre pages must stay fast on.",
+    )
+    @click.option("--customers", type=click.IntRange(min=1), help="Customers (one meter each); overrides --scale.")
+    @click.option("--jobs", type=click.IntRange(min=0), help="Repair jobs and complaints; overrides --scale.")
+    @click.option("--months", type=click.IntRange(min=0), help="Reading cycles before this one; overrides --scale.")
+    @click.option(
+        "--as-of",
+        type=click.DateTime(formats=["%Y-%m-%dT%H:%M"]),
+        help="Build the world as of this UTC time (YYYY-MM-DDTHH:MM; default now): reproduces a data set exactly.",
+    )
+    def seed_demo_command(
+        seed: int, scale: str, customers: int | None, jobs: int | None, months: int | None, as_of: Any
+    ) -> None:
+        """Fill an empty database with realistic demo data (users, handhelds, customers, routes, meters,
+        reading history, jobs with their events, conflicts)."""
         from .demo import seed_demo
 
         init_database()
         if db.session.execute(select(func.count()).select_from(Job)).scalar():
             raise click.ClickException("the database already holds data; seed only an empty one")
-        summary = seed_demo(seed=seed, customers=customers, jobs=jobs, progress=True)
+        overrides = {"customers": customers, "jobs": jobs, "months": months}
+        size = {**SCALES[scale], **{name: value for name, value in overrides.items() if value is not None}}
+        started = time.monotonic()
+        moment = None if as_of is None else as_of.replace(tzinfo=dt.UTC)
+        summary = seed_demo(seed=seed, progress=True, as_of=moment, **size)
         click.echo(", ".join(f"{count} {name}" for name, count in summary.items()))
+        click.echo(f"seeded in {time.monotonic() - started:.1f} s")
 
     @app.cli.command("create-user")
     @click.argument("username")
@@ -131,14 +156,24 @@ def register(app: Flask) -> None:
     @app.cli.command("quickstart")
     @click.option("--host", default="127.0.0.1", show_default=True)
     @click.option("--port", default=5000, show_default=True)
-    def quickstart_command(host: str, port: int) -> None:
+    @click.option(
+        "--scale",
+        type=click.Choice(sorted(SCALES)),
+        default="large",
+        show_default=True,
+        help="Demo data loaded on first run (see seed-demo); large takes about 10-25 s.",
+    )
+    def quickstart_command(host: str, port: int, scale: str) -> None:
         """Initialise the database with demo data on first run, print the URL and logins, and serve."""
         from .demo import DEMO_ADMIN_USERNAME, DEMO_READER, demo_admin_password, seed_demo
 
         init_database()
         if not db.session.execute(select(func.count()).select_from(Job)).scalar():
-            click.echo("first run: loading demo data ...")
-            seed_demo(seed=7, customers=3000, jobs=400, progress=True)
+            click.echo(f"first run: loading demo data ({scale}) ...")
+            started = time.monotonic()
+            summary = seed_demo(seed=7, progress=True, **SCALES[scale])
+            click.echo(", ".join(f"{count} {name}" for name, count in summary.items()))
+            click.echo(f"seeded in {time.monotonic() - started:.1f} s")
         reader = _user(DEMO_READER)
         code = enrollment.issue_code(reader, current_app.config["ENROLL_CODE_TTL_HOURS"])
         db.session.commit()

@@ -48,6 +48,14 @@ class Config:
     BABEL_DEFAULT_LOCALE = "en"
     BABEL_TRANSLATION_DIRECTORIES = str(Path(__file__).parent / "translations")
     JSON_SORT_KEYS = False
+    # Customer ABC analysis (docs/analysis.md). "count": DESIGN's rule, the first third of the customers by
+    # count are A, then B until the cumulative volume reaches 95 %; "cumulative": the textbook rule, A until
+    # 80 %, B until 95 %. Shares are exact decimals or fractions ("1/3", "0.95"). Pages and the staff API may
+    # ask for other thresholds per request; these are the defaults.
+    ABC_VARIANT = os.environ.get("FIELDSYNC_ABC_VARIANT", "count")
+    ABC_A_COUNT_SHARE = os.environ.get("FIELDSYNC_ABC_A_COUNT_SHARE", "1/3")
+    ABC_A_CUMULATIVE_SHARE = os.environ.get("FIELDSYNC_ABC_A_CUMULATIVE_SHARE", "0.80")
+    ABC_B_CUMULATIVE_SHARE = os.environ.get("FIELDSYNC_ABC_B_CUMULATIVE_SHARE", "0.95")
 
 
 class TestConfig(Config):

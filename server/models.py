@@ -178,7 +178,12 @@ class Meter(db.Model):
 
 class Job(db.Model):
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_assignee_status", "assigned_to", "status"),)
+    __table_args__ = (
+        Index("ix_jobs_assignee_status", "assigned_to", "status"),
+        Index("ix_jobs_status_created", "status", "created_at"),
+        Index("ix_jobs_priority_created", "priority", "created_at"),
+        Index("ix_jobs_type_created", "job_type", "created_at"),
+    )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     number: Mapped[str] = mapped_column(String(40), unique=True)
@@ -209,6 +214,10 @@ class JobEvent(db.Model):
     """An immutable fact about a job: a status change, a note, materials used, acceptance."""
 
     __tablename__ = "job_events"
+    __table_args__ = (
+        Index("ix_job_events_job_source_received", "job_id", "source", "received_at"),
+        Index("ix_job_events_kind_recorded", "kind", "recorded_at"),
+    )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
@@ -233,7 +242,13 @@ class MeterReading(db.Model):
     """An immutable reading or skip. A correction is a new reading that supersedes an earlier one."""
 
     __tablename__ = "meter_readings"
-    __table_args__ = (Index("ix_readings_meter_read_at", "meter_id", "read_at"),)
+    __table_args__ = (
+        Index("ix_readings_meter_read_at", "meter_id", "read_at"),
+        Index("ix_readings_read_at_id", "read_at", "id"),  # newest first, date ranges, CSV
+        Index("ix_readings_route_read_at", "route_id", "read_at"),
+        Index("ix_readings_reader_read_at", "reader_id", "read_at"),
+        Index("ix_readings_supersedes", "supersedes"),
+    )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     meter_id: Mapped[str] = mapped_column(ForeignKey("meters.id"))
@@ -263,6 +278,12 @@ class ConflictRecord(db.Model):
     """A value that lost to a concurrent one, or field work on a cancelled job: shown to staff and device."""
 
     __tablename__ = "conflicts"
+    __table_args__ = (
+        Index("ix_conflicts_device_open", "device_id", "resolved_at"),
+        Index("ix_conflicts_open_created", "resolved_at", "created_at"),
+        Index("ix_conflicts_created", "created_at"),
+        Index("ix_conflicts_kind", "kind"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(30))

@@ -25,7 +25,9 @@ _DUMMY_HASH = "scrypt:32768:8:1$sQ4pV6b1mK0aH3fG$" + "0" * 128
 
 @login_manager.user_loader
 def load_user(user_id: str) -> User | None:
-    return db.session.get(User, user_id)
+    """The session's user; a deactivated account's session ends with its next request."""
+    user = db.session.get(User, user_id)
+    return user if user is not None and user.active else None
 
 
 def _safe_next(target: str | None) -> str:
