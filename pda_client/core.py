@@ -93,10 +93,25 @@ class Handheld:
             engine = SyncEngine(self.store, transport, self.clock, progress=progress, cancel=cancel, now=self.now)
             return engine.run()
 
+    def server_reachable(self, timeout_s: float = 3.0) -> bool:
+        """One light probe of the server's health endpoint (no retries, no token): True when it answers
+        healthy. The app calls it off the UI thread to show online/offline and to sync when a link returns."""
+        server_url = self.store.meta("server_url")
+        if not server_url:
+            return False
+        transport = self._transport_factory(server_url, attempts=1, timeout=(timeout_s, timeout_s))
+        try:
+            transport.request("GET", "/api/v1/health")
+        except HandheldError:
+            return False
+        finally:
+            transport.session.close()
+        return True
+
     # --- what the home screen shows ---------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        pending = self.store.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        pending = self.store.rows("SELECT COUNT(*) AS n FROM outbox")[0]["n"]
         return {
             "enrolled": self.enrolled,
             "server_url": self.store.meta("server_url"),
@@ -110,8 +125,8 @@ class Handheld:
             "routes": [
                 {"id": r["id"], "code": r["code"], "name": r["name"], **r["progress"]} for r in self.readings.routes()
             ],
-            "unseen_conflicts": self.store.db.execute("SELECT COUNT(*) FROM conflicts WHERE seen = 0").fetchone()[0],
-            "rejected": self.store.db.execute("SELECT COUNT(*) FROM rejected").fetchone()[0],
+            "unseen_conflicts": self.store.rows("SELECT COUNT(*) AS n FROM conflicts WHERE seen = 0")[0]["n"],
+            "rejected": self.store.rows("SELECT COUNT(*) AS n FROM rejected")[0]["n"],
         }
 
     def conflicts(self) -> list[dict[str, Any]]:

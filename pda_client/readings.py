@@ -9,6 +9,7 @@ supersedes the earlier one: nothing is overwritten.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -133,6 +134,25 @@ class Readings:
             )
         except ReadingRuleError as exc:
             raise InvalidInput(str(exc), {"value": exc.rule}) from exc
+
+    def expected_range(self, meter_ref: str) -> dict[str, Any] | None:
+        """The register values the hi/lo check would accept today, for showing before entry:
+        {"low": value, "high": value, "low_use": consumption, "high_use": consumption}; None without
+        history. `low` > `high` means the range wraps past the register's rollover. `record` decides."""
+        meter = self.find_meter(meter_ref)
+        if meter["last_value"] is None:
+            return None
+        band = self.check(meter["id"], meter["last_value"])
+        if band.low is None or band.high is None:
+            return None
+        limit = 10 ** meter["dials"]
+        multiplier = meter["multiplier"] or 1.0
+        return {
+            "low": (meter["last_value"] + math.ceil(band.low / multiplier)) % limit,
+            "high": (meter["last_value"] + math.floor(band.high / multiplier)) % limit,
+            "low_use": band.low,
+            "high_use": band.high,
+        }
 
     def record(
         self,

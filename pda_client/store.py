@@ -78,8 +78,12 @@ class LocalStore:
 
     # --- small helpers --------------------------------------------------------------------------
 
+    # Reads take the lock too: sqlite-utils wraps each query in a savepoint on the one shared connection,
+    # which must not land inside (or open a transaction under) another thread's transaction.
+
     def meta(self, key: str, default: Any = None) -> Any:
-        rows = list(self.db.query("SELECT value FROM meta WHERE key = ?", [key]))
+        with self._lock:
+            rows = list(self.db.query("SELECT value FROM meta WHERE key = ?", [key]))
         return json.loads(rows[0]["value"]) if rows else default
 
     def set_meta(self, key: str, value: Any) -> None:
@@ -87,11 +91,13 @@ class LocalStore:
             self.db["meta"].upsert({"key": key, "value": json.dumps(value)}, pk="key")
 
     def get(self, table: str, pk: str) -> dict[str, Any] | None:
-        rows = list(self.db.query(f"SELECT * FROM [{table}] WHERE id = ?", [pk]))
+        with self._lock:
+            rows = list(self.db.query(f"SELECT * FROM [{table}] WHERE id = ?", [pk]))
         return decode(table, rows[0]) if rows else None
 
     def rows(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
-        return [dict(row) for row in self.db.query(sql, params)]
+        with self._lock:
+            return [dict(row) for row in self.db.query(sql, params)]
 
     def update(self, table: str, pk: str, values: dict[str, Any]) -> None:
         """Change some columns of an existing row (no-op when the row is absent)."""
