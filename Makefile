@@ -35,6 +35,8 @@ clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
 
 # After changing page texts: extract them, merge into each catalogue, translate, compile (.mo is committed).
+# The code-list labels of sync_protocol/codes.py are translated at display time and kept in the catalogue
+# beside the extracted texts (tests/web/test_i18n_codes.py fails if an update drops one).
 translations: $(STAMP)
 	$(VENV)/bin/pybabel extract -F server/babel.cfg -k _l -o server/translations/messages.pot .
 	$(VENV)/bin/pybabel update -i server/translations/messages.pot -d server/translations --no-fuzzy-matching
