@@ -32,11 +32,11 @@ def sign_in(browser: FlaskClient, username: str = "staff", password: str | None 
 
 
 @pytest.fixture
-def staff(client, world) -> str:  # noqa: F811 - fixtures imported above
+def staff(client, world) -> str:
     """A client signed in as staff; the value is the CSRF token for forms."""
     return sign_in(client, "staff")
 
 
 @pytest.fixture
-def admin(client, world) -> str:  # noqa: F811
+def admin(client, world) -> str:
     return sign_in(client, "admin")

@@ -14,6 +14,7 @@ import pytest
 from server.extensions import db
 from server.models import Job
 from server.services import office
+from tests.web.conftest import admin, app, client, database_url, runner, staff, world  # noqa: F401 - fixtures
 from tests.web.test_conflicts import make_conflicts
 from tests.web.test_jobs import run, synced
 
@@ -115,19 +116,18 @@ def live_server(app, world) -> Iterator[str]:
 
 
 @pytest.fixture
-def browser_page(live_server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1100, "height": 420})
-        page.goto(f"{live_server}/login")
-        page.fill("input[name=username]", "staff")
-        page.fill("input[name=password]", "pw-staff")
-        page.click("form:not(.inline) button")
-        page.wait_for_url(f"{live_server}/")
-        yield page, live_server
-        browser.close()
+def browser_page(browser, live_server):
+    """A page signed in as staff, in the one Chromium the whole session shares (two Playwright instances
+    cannot run in one thread)."""
+    context = browser.new_context(viewport={"width": 1100, "height": 420})
+    page = context.new_page()
+    page.goto(f"{live_server}/login")
+    page.fill("input[name=username]", "staff")
+    page.fill("input[name=password]", "pw-staff")
+    page.click("form:not(.inline) button")
+    page.wait_for_url(f"{live_server}/")
+    yield page, live_server
+    context.close()
 
 
 def test_browser_swaps_in_new_rows_keeping_filters_and_scroll(app, client, browser_page):
