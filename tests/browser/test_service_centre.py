@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import shutil
 import subprocess
 import sys
@@ -61,10 +62,11 @@ def synced_job(live_site, tmp_path_factory) -> str:
 
 
 def _keep(page, name: str) -> None:
-    """A screenshot for the tests' output and, for the key pages, docs/screenshots/."""
+    """A screenshot for the tests' output and, with FIELDSYNC_PUBLISH_SCREENSHOTS=1, docs/screenshots/."""
     path = screenshot(page, name)
-    DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, DOCS_SCREENSHOTS / f"web-{name}.png")
+    if os.environ.get("FIELDSYNC_PUBLISH_SCREENSHOTS") == "1":  # refresh the committed copies on purpose only
+        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, DOCS_SCREENSHOTS / f"web-{name}.png")
 
 
 def test_a_job_synced_from_a_handheld_is_found_and_its_note_shown_escaped(page, live_site, synced_job):
