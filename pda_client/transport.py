@@ -92,9 +92,14 @@ class Transport:
             else:
                 self.bytes_sent += len(data or b"")
                 self.bytes_received += len(response.content)
-                if response.status_code not in RETRY_STATUSES:
+                if response.ok and not _json_object(response):
+                    # a link that dies inside the headers leaves "200" and nothing else: an answer cut off,
+                    # not an answer (every request is safe to repeat: pushes are idempotent by change id)
+                    last_error = "the server's answer was cut off"
+                elif response.status_code not in RETRY_STATUSES:
                     return self._answer(response)
-                last_error = f"the server answered {response.status_code}"
+                else:
+                    last_error = f"the server answered {response.status_code}"
                 retry_after = response.headers.get("Retry-After")
                 if retry_after and retry_after.isdigit() and attempt < self.attempts:
                     self.sleep(min(float(retry_after), self.max_backoff_s))
@@ -129,3 +134,10 @@ class Transport:
         if response.status_code == 413:
             raise PayloadTooLarge(message, fields)
         raise ServerRefused(f"{message} ({code or response.status_code})", fields)
+
+
+def _json_object(response: requests.Response) -> bool:
+    try:
+        return isinstance(response.json(), dict)
+    except ValueError:
+        return False

@@ -35,6 +35,7 @@ class Reply:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     gzip: bool = False
+    cut: bool = False  # the link dies inside the headers: the client sees a status line and nothing else
 
 
 @dataclass
@@ -202,6 +203,10 @@ class Loopback:
         except Exception as exc:  # a broken script must fail the test, not look like a flaky server
             self.errors.append(exc)
             reply = self.error("internal_error", f"test script failed: {exc!r}")
+        if reply.cut:
+            handler.wfile.write(f"HTTP/1.1 {reply.status} OK\r\nContent-Type: application/json\r\n".encode())
+            handler.close_connection = True
+            return
         payload = b"" if reply.body is None else json.dumps(reply.body).encode()
         if reply.gzip:
             payload = gzip.compress(payload)

@@ -103,6 +103,33 @@ def test_push_succeeds_after_two_503s(
     assert handheld.store.meta("last_success_at") is not None
 
 
+@pytest.mark.parametrize("path", [HELLO, PUSH, PULL])
+def test_an_answer_cut_off_in_its_headers_is_retried_not_taken_for_an_empty_answer(
+    handheld: Handheld, server: Loopback, make_engine: MakeEngine, clock: FakeClock, path: str
+) -> None:
+    # a dying link can leave the client "200 OK" with no body: that is not the server's answer
+    queued = pending_work(handheld, clock)
+    server.script(path, Reply(200, cut=True))
+
+    report = make_engine(attempts=3).run()
+
+    assert len(server.requests_to(path)) == 2
+    assert handheld.outbox() == []
+    assert report.pushed == len(queued)
+
+
+def test_answers_cut_off_on_every_attempt_are_a_network_error_that_keeps_the_outbox(
+    handheld: Handheld, server: Loopback, make_engine: MakeEngine, clock: FakeClock
+) -> None:
+    queued = pending_work(handheld, clock)
+    server.script(PUSH, *[Reply(200, cut=True)] * 3)
+
+    with pytest.raises(NetworkError, match="cut off"):
+        make_engine(attempts=3).run()
+
+    assert outbox_ids(handheld) == queued
+
+
 def test_retry_after_from_the_server_sets_the_wait(
     handheld: Handheld, server: Loopback, make_engine: MakeEngine, sleeps: list[float], clock: FakeClock
 ) -> None:
