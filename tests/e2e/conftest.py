@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,14 +155,26 @@ def _database(directory: Path, backend: str) -> Iterator[str]:
 
 
 @contextmanager
-def start_server(directory: Path, backend: str) -> Iterator[LiveServer]:
+def start_server(
+    directory: Path,
+    backend: str,
+    *,
+    demo_data: bool = True,
+    env: dict[str, str] | None = None,
+    prepare: Callable[[LiveServer], None] | None = None,
+) -> Iterator[LiveServer]:
     """A running server over a new database initialised and seeded with demo data, as an operator would
-    (`init-db`, `seed-demo`); stopped and its database dropped afterwards."""
+    (`init-db`, `seed-demo`); stopped and its database dropped afterwards. `env` adds server settings;
+    `prepare` fills the database (instead of, or after, the demo data) before the server starts."""
     directory.mkdir(parents=True, exist_ok=True)
     with _database(directory, backend) as database_url:
-        server = LiveServer(database_url, _server_env(database_url, directory / "instance"), directory / "gunicorn.log")
+        server_env = {**_server_env(database_url, directory / "instance"), **(env or {})}
+        server = LiveServer(database_url, server_env, directory / "gunicorn.log")
         server.flask("init-db")
-        server.flask("seed-demo", "--customers", "300", "--jobs", "30")
+        if demo_data:
+            server.flask("seed-demo", "--customers", "300", "--jobs", "30")
+        if prepare is not None:
+            prepare(server)
         try:
             server.start()
             yield server
