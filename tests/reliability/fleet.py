@@ -312,6 +312,11 @@ class FleetRun:
         return violations
 
 
+def _commit() -> str:
+    result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return result.stdout.strip() or "unknown"
+
+
 def _ledger_lines(device: Device) -> int:
     path = device.data_dir / "ledger.jsonl"
     return path.read_text().count("\n") if path.exists() else 0
@@ -424,6 +429,7 @@ def run_fleet(config: FleetConfig, directory: Path) -> dict[str, Any]:
                 "conflict_records": conflicts,
                 "seconds": round(time.monotonic() - started, 1),
                 "python": platform.python_version(),
+                "commit": _commit(),
                 "machine": f"{platform.machine()}, {os.cpu_count()} cores",
                 "violation_list": {k: v[:20] for k, v in violations.items() if v},
             },
