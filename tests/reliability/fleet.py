@@ -74,6 +74,7 @@ class FleetConfig:
     jobs_per_lineman: int = 4
     shared_user_share: float = 0.25  # users with two handhelds
     faults: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_FAULTS))
+    progress: bool = False  # a line on stderr every 30 s (the large run)
 
 
 @dataclass
@@ -197,11 +198,16 @@ class FleetRun:
         for thread in threads:
             thread.start()
         try:
+            last_report = time.monotonic()
             while self.operations < self.config.operations:
                 if restart_points and self.operations >= restart_points[0]:
                     restart_points.pop(0)
                     self._restart_server()
                 time.sleep(0.2)
+                if self.config.progress and time.monotonic() - last_report > 30:
+                    last_report = time.monotonic()
+                    print(f"fleet: {self.operations} operations, {self.sessions} sessions, {self.kills} kills, "
+                          f"{self.restarts} restarts, faults {dict(self.proxy.counts)}", file=sys.stderr, flush=True)
                 for thread in threads:
                     if not thread.is_alive():
                         raise AssertionError("a simulation thread died: see the logs in " + str(self.directory))
@@ -451,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--backend postgresql needs FIELDSYNC_TEST_PG_URL")
     config = FleetConfig(devices=args.devices, operations=args.operations, backend=args.backend, seed=args.seed,
                          processes=args.processes, ops_per_session=args.ops_per_session,
-                         server_restarts=max(1, args.operations // 40_000))
+                         server_restarts=max(1, args.operations // 40_000), progress=True)
     directory = Path(tempfile.mkdtemp(prefix="fieldsync-fleet-"))
     try:
         figures = run_fleet(config, directory)
