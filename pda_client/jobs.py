@@ -133,9 +133,10 @@ class Jobs:
         return self._move(ref, Status.ON_SITE, gps=gps)
 
     def hold(self, ref: str, reason: str | None = None) -> dict[str, Any]:
-        event = self._move(ref, Status.ON_HOLD)
-        if reason:
-            self.add_note(ref, reason)
+        with self.store.transaction():  # the hold and its reason together: a crash keeps both or neither
+            event = self._move(ref, Status.ON_HOLD)
+            if reason and reason.strip():  # a blank reason is no reason, not a refusal of the hold
+                self.add_note(ref, reason)
         return event
 
     def resume(self, ref: str) -> dict[str, Any]:
