@@ -46,6 +46,7 @@ from pda_client import Handheld
 from pda_client.store import LocalStore
 from server import create_app
 from server.extensions import db
+from server.models import ChangeReceipt
 from tests.e2e.conftest import ROOT, LiveServer, start_server
 
 from . import invariants
@@ -319,8 +320,11 @@ class FleetRun:
 
 
 def _commit() -> str:
-    result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return result.stdout.strip() or "unknown"
+    """The commit checked out, marked "+changes" when the working tree differs from it."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           capture_output=True, text=True)
+    return (head.stdout.strip() or "unknown") + ("+changes" if dirty.stdout.strip() else "")
 
 
 def _ledger_lines(device: Device) -> int:
@@ -404,7 +408,7 @@ def _enrol(config: FleetConfig, directory: Path, live: LiveServer, proxy: FaultP
 
 def run_fleet(config: FleetConfig, directory: Path) -> dict[str, Any]:
     """Run the simulation and return its figures (violations listed, not raised)."""
-    started = time.monotonic()
+    started, commit = time.monotonic(), _commit()  # the code the run starts with
     with fleet(config, directory) as run:
         office = run.work()
         office.close()
@@ -414,6 +418,12 @@ def run_fleet(config: FleetConfig, directory: Path) -> dict[str, Any]:
         counts = {row["status"]: row["n"] for row in invariants.server_rows(
             run.engine, "SELECT status, COUNT(*) AS n FROM change_receipts GROUP BY status")}
         conflicts = invariants.server_rows(run.engine, "SELECT COUNT(*) AS n FROM conflicts")[0]["n"]
+        rejected = Counter(
+            (row["result"].get("error") or {}).get("code", "?")
+            for row in invariants.server_rows(
+                run.engine, sa.select(ChangeReceipt.result).where(ChangeReceipt.status == "rejected")
+            )
+        )
         operations = sum(len(invariants.DeviceFiles(d.name, d.data_dir).ledger()) for d in run.devices)
         return {
             "devices": len(run.devices),
@@ -432,10 +442,11 @@ def run_fleet(config: FleetConfig, directory: Path) -> dict[str, Any]:
                 "office_actions": dict(office.done),
                 "office_refused": dict(office.refused),
                 "receipts_by_status": counts,
+                "rejected_by_code": dict(rejected),
                 "conflict_records": conflicts,
                 "seconds": round(time.monotonic() - started, 1),
                 "python": platform.python_version(),
-                "commit": _commit(),
+                "commit": commit,
                 "machine": f"{platform.machine()}, {os.cpu_count()} cores",
                 "violation_list": {k: v[:20] for k, v in violations.items() if v},
             },
