@@ -41,7 +41,12 @@ class Config:
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_HTTPONLY = True
     PERMANENT_SESSION_LIFETIME = 12 * 3600
+    # Sign-in attempts per window: per client address (guessing, and spraying many user names from one
+    # address), and per user name whatever the address (one account guessed at from many addresses). The
+    # second lets anyone hold an account's sign-in shut for a window by failing on purpose: the price of
+    # not letting a botnet guess a password without limit; the window keeps such a lock-out short.
     LOGIN_ATTEMPTS_PER_WINDOW = _int("FIELDSYNC_LOGIN_ATTEMPTS", 20)
+    LOGIN_ATTEMPTS_PER_USER_WINDOW = _int("FIELDSYNC_LOGIN_ATTEMPTS_PER_USER", 10)
     LOGIN_WINDOW_SECONDS = _int("FIELDSYNC_LOGIN_WINDOW_SECONDS", 600)
     WTF_CSRF_TIME_LIMIT = None  # tokens live as long as the session
     WTF_CSRF_CHECK_DEFAULT = False  # the pages' blueprint checks its own forms (server/web)

@@ -4,6 +4,7 @@ the wire (sync_protocol.schemas). A test checks it against the app's real routes
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from apispec import APISpec
@@ -148,7 +149,8 @@ def build_spec() -> dict[str, Any]:
         if auth:
             operation["security"] = [{"device": []}]
         if path.startswith("/api/v1/sync/"):
-            operation["parameters"] = [version_header]
+            # pull refuses a request without it; hello may give its range in the query, push in its body
+            operation["parameters"] = [{**version_header, "required": path.endswith("/pull")}]
         if path.endswith("/pull"):
             operation["parameters"] += [
                 {"name": "cursor", "in": "query", "schema": {"type": "string"}},
@@ -197,7 +199,19 @@ def build_spec() -> dict[str, Any]:
         paths.setdefault(op.path, {})[op.method] = operation
     for path, operations in paths.items():
         spec.path(path=path, operations=operations)
-    return spec.to_dict()
+    return _json_numbers(spec.to_dict())
+
+
+def _json_numbers(node: Any) -> Any:
+    """apispec gives a Decimal field's bounds as Decimals, which Flask's JSON writes as strings
+    ("minimum": "0"): not a number to OpenAPI. They become JSON numbers here."""
+    if isinstance(node, dict):
+        return {key: _json_numbers(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_json_numbers(value) for value in node]
+    if isinstance(node, Decimal):
+        return int(node) if node == node.to_integral_value() else float(node)
+    return node
 
 
 @bp.get("/openapi.json")

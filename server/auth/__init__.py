@@ -15,7 +15,7 @@ from sync_protocol.schemas import EnrollRequestSchema
 from ..database import write_transaction
 from ..errors import validation_error
 from ..extensions import db
-from ..http import json_body
+from ..http import json_body, unstorable_text
 from ..models import User, utcnow
 from ..services import enrollment, ratelimit
 from ..services.records import iso
@@ -59,8 +59,12 @@ def enroll() -> Any:
     ratelimit.hit(
         f"enroll:{request.remote_addr}", config["ENROLL_ATTEMPTS_PER_WINDOW"], config["ENROLL_WINDOW_SECONDS"]
     )
+    raw = json_body()
+    unstorable = unstorable_text(raw)
+    if unstorable:
+        raise ProtocolError("validation_error", fields=unstorable)
     try:
-        body = EnrollRequestSchema().load(json_body())
+        body = EnrollRequestSchema().load(raw)
     except ValidationError as exc:
         raise validation_error(exc) from exc
 

@@ -31,6 +31,7 @@ from sync_protocol.schemas import Id
 from ..extensions import db
 from ..models import ConflictRecord, Customer, Device, Job, JobEvent, Premise, User
 from .conflicts import REVIEW_NOTE_START, parse_review_note
+from .readinglist import MAX_PAGE
 
 PER_PAGE = 50
 STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
@@ -56,7 +57,7 @@ class QuerySchema(Schema):
     class Meta:
         unknown = RAISE
 
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_PAGE))
     per_page = fields.Integer(load_default=PER_PAGE, validate=validate.Range(min=1, max=200))
 
     @pre_load

@@ -45,6 +45,7 @@ from sync_protocol.schemas import PushRequestSchema
 
 from ..database import write_transaction
 from ..extensions import db
+from ..http import UNSTORABLE, unstorable_text
 from ..models import (
     ChangeReceipt,
     Device,
@@ -95,7 +96,13 @@ def _rejected(change_id: str, error: ProtocolError) -> dict:
 
 
 def fingerprint(raw: Mapping[str, Any]) -> str:
-    return hashlib.sha256(canonical_json(raw).encode()).hexdigest()
+    # surrogatepass: an invalid change may hold unpaired surrogates (refused, but still fingerprinted)
+    return hashlib.sha256(canonical_json(raw).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _storable(value: Any, length: int) -> str:
+    """Raw text for a receipt's text column: NUL and unpaired surrogates dropped (see http.unstorable_text)."""
+    return UNSTORABLE.sub("", str(value))[:length]
 
 
 def push_batch(device: Device, user: User, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -127,7 +134,10 @@ def push_batch(device: Device, user: User, body: Mapping[str, Any]) -> dict[str,
 def _one(ctx: Context, raw: Mapping[str, Any], receipt: ChangeReceipt | None) -> dict:
     change_id = raw["change_id"]
     change: Change | None = None
+    unstorable = unstorable_text(raw)
     try:
+        if unstorable:  # rejected alone: failing the batch would block the device's queue for ever
+            raise ValidationError(unstorable)
         change = load_change(raw)
     except UnknownEntity as exc:
         code = "read_only_entity" if exc.read_only else "unknown_entity"
@@ -147,8 +157,8 @@ def _one(ctx: Context, raw: Mapping[str, Any], receipt: ChangeReceipt | None) ->
             change_id=change_id,
             device_id=ctx.device.id,
             user_id=ctx.user.id,
-            entity=str(raw.get("entity", ""))[:40],
-            entity_id=str(raw.get("entity_id", ""))[:64],
+            entity=_storable(raw.get("entity", ""), 40),
+            entity_id=_storable(raw.get("entity_id", ""), 64),
             status=result["status"],
             fingerprint=print_,
             payload=dict(raw),

@@ -34,6 +34,8 @@ from ..models import Customer, Meter, MeterReading, Premise, Route, User
 
 PER_PAGE = 50
 MAX_PER_PAGE = 200
+# Far beyond any real list, and small enough that (page - 1) * per_page fits the databases' 64-bit offsets.
+MAX_PAGE = 1_000_000_000
 OUT_OF_RANGE = ("high", "low")
 ESTIMATED_STREAK = 2  # a meter estimated this many times in a row is reported
 
@@ -77,7 +79,7 @@ class QuerySchema(Schema):
     class Meta:
         unknown = RAISE
 
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_PAGE))
     per_page = fields.Integer(load_default=PER_PAGE, validate=validate.Range(min=1, max=MAX_PER_PAGE))
 
     @pre_load

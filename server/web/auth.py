@@ -16,6 +16,7 @@ from sync_protocol import ProtocolError
 from ..extensions import db, login_manager
 from ..models import User
 from ..services import ratelimit
+from ..services.enrollment import secret_hash
 from . import bp
 
 LANGUAGES = {"en": "English", "zh": "中文"}
@@ -44,15 +45,18 @@ def login() -> Any:
     error = None
     if request.method == "POST":
         config = current_app.config
-        try:
-            ratelimit.hit(
-                f"login:{request.remote_addr}", config["LOGIN_ATTEMPTS_PER_WINDOW"], config["LOGIN_WINDOW_SECONDS"]
-            )
-        except ProtocolError as exc:
-            return render_template("login.html", error=exc.message), 429
         username = request.form.get("username", "").strip()
         password = request.form.get("password", "")
-        user = db.session.execute(select(User).where(User.username == username)).scalar()
+        window = config["LOGIN_WINDOW_SECONDS"]
+        try:
+            ratelimit.hit(f"login:{request.remote_addr}", config["LOGIN_ATTEMPTS_PER_WINDOW"], window)
+            # per account as well (config.py); hashed: any text may be typed here, a key has 120 characters
+            ratelimit.hit(f"login-user:{secret_hash(username)}", config["LOGIN_ATTEMPTS_PER_USER_WINDOW"], window)
+        except ProtocolError as exc:
+            return render_template("login.html", error=exc.message), 429, {"Retry-After": exc.fields["retry_after"][0]}
+        # PostgreSQL text cannot hold NUL: such a name matches nobody (a failed sign-in, not a 500)
+        found = select(User).where(User.username == username)
+        user = None if "\x00" in username else db.session.execute(found).scalar()
         valid = check_password_hash(user.password_hash if user and user.password_hash else _DUMMY_HASH, password)
         if user is not None and valid and user.active and user.is_staff:
             session.clear()  # a fresh session on sign-in (no fixation)

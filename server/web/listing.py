@@ -12,6 +12,7 @@ from flask_sqlalchemy.pagination import Pagination
 from sqlalchemy import Select
 
 from ..extensions import db
+from ..services.readinglist import MAX_PAGE
 
 PER_PAGE = 50
 MAX_PER_PAGE = 200
@@ -20,7 +21,9 @@ CSV_CHUNK = 500
 
 def paginate(statement: Select, per_page: int = PER_PAGE) -> Pagination:
     """One page of `statement` from the request's ?page= and ?per_page= (bounded)."""
-    return db.paginate(statement, per_page=per_page, max_per_page=MAX_PER_PAGE, error_out=False)
+    # ?page= as sent (a page drops invalid filters leniently): bounded, so its offset fits the database
+    page = min(max(request.args.get("page", 1, type=int), 1), MAX_PAGE)
+    return db.paginate(statement, page=page, per_page=per_page, max_per_page=MAX_PER_PAGE, error_out=False)
 
 
 def csv_response(
