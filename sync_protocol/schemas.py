@@ -36,7 +36,10 @@ class UtcDateTime(fields.DateTime):
         parsed = super()._deserialize(value, attr, data, **kwargs)
         if parsed.tzinfo is None:
             raise ValidationError("Give a time zone offset (e.g. Z or +08:00).")
-        return parsed.astimezone(dt.UTC)
+        try:
+            return parsed.astimezone(dt.UTC)
+        except OverflowError as exc:  # e.g. 9999-12-31T23:59:59-14:00: valid ISO 8601, no UTC datetime
+            raise ValidationError("Out of range.") from exc
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
         if value is None:
