@@ -67,6 +67,12 @@ STEPS: list[list[str]] = [
             seq INTEGER PRIMARY KEY AUTOINCREMENT, change_id TEXT UNIQUE NOT NULL, payload TEXT NOT NULL,
             acknowledged_at TEXT NOT NULL)""",
     ],
+    # 4: indexes for every entry (bench device_ops): a job's pending edits merged on each change, and
+    # jobs looked up by number as typed
+    [
+        "CREATE INDEX ix_outbox_entity ON outbox (entity, entity_id)",
+        "CREATE INDEX ix_jobs_number ON jobs (number)",
+    ],
 ]
 
 SCHEMA_VERSION = len(STEPS)

@@ -89,17 +89,22 @@ class Readings:
         meter["address"] = premise.get("address")
         return meter
 
-    def _current_readings(self, route: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-        """Each meter's effective reading this cycle: the latest one not superseded by another."""
+    def _current_readings(self, route: Mapping[str, Any], meter_id: str | None = None) -> dict[str, dict[str, Any]]:
+        """Each meter's effective reading this cycle (or only `meter_id`'s): the latest one not superseded
+        by another (a correction supersedes a reading of its own meter)."""
         since = route.get("cycle_start") or "0000"
-        rows = [
-            decode("readings", r)
-            for r in self.store.rows(
+        if meter_id is None:
+            query, params = (
                 """SELECT r.* FROM readings r JOIN meters m ON m.id = r.meter_id
                    WHERE m.route_id = ? AND r.read_at >= ? ORDER BY r.read_at, r.id""",
                 [route["id"], since],
             )
-        ]
+        else:  # one meter: its index, not the whole route's cycle (every entry asks this)
+            query, params = (
+                "SELECT * FROM readings WHERE meter_id = ? AND read_at >= ? ORDER BY read_at, id",
+                [meter_id, since],
+            )
+        rows = [decode("readings", r) for r in self.store.rows(query, params)]
         superseded = {r["supersedes"] for r in rows if r["supersedes"]}
         current: dict[str, dict[str, Any]] = {}
         for row in rows:
@@ -112,7 +117,7 @@ class Readings:
         route = self.store.get("routes", meter["route_id"]) if meter["route_id"] else None
         if route is None:
             return None
-        return self._current_readings(route).get(meter["id"])
+        return self._current_readings(route, meter["id"]).get(meter["id"])
 
     # --- entry --------------------------------------------------------------------------------------
 
