@@ -31,6 +31,13 @@ test: $(STAMP) system-deps
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
+# Every benchmark at full size, JSON in bench/results/ (long: push_pull ~25 min; the first staff_queries
+# seeds ~1M readings for ~20 min into bench/.cache/). docs/performance.md explains the figures.
+bench: $(STAMP)
+	mkdir -p bench/results
+	for name in push_pull first_sync fleet device_ops staff_queries; do \
+		$(PY) -m bench $$name --json --out bench/results/$$name.json || exit 1; done
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
 

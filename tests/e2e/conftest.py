@@ -89,6 +89,20 @@ class LiveServer:
         self.stop()
         self.start()
 
+    def worker_pids(self) -> list[int]:
+        """The gunicorn master's worker processes (its direct children), read from /proc."""
+        assert self.process is not None, "not running"
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue  # exited meanwhile
+                if int(fields[1]) == self.process.pid:
+                    found.append(int(entry.name))
+        return sorted(found)
+
     def _output(self, offset: int = 0) -> str:
         return self.log.read_text()[offset:]
 

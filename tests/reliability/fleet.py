@@ -254,8 +254,7 @@ class FleetRun:
         """Kill the server outright (master and workers, mid-request) and start it again on its port."""
         process = self.live.process
         assert process is not None
-        children = _children(process.pid)
-        for pid in [process.pid, *children]:
+        for pid in [process.pid, *self.live.worker_pids()]:
             with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         process.wait(30)
@@ -330,19 +329,6 @@ def _commit() -> str:
 def _ledger_lines(device: Device) -> int:
     path = device.data_dir / "ledger.jsonl"
     return path.read_text().count("\n") if path.exists() else 0
-
-
-def _children(pid: int) -> list[int]:
-    children = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                children.append(int(entry.name))
-    return children
 
 
 @contextmanager
