@@ -337,6 +337,9 @@ class ChangeLog(db.Model):
     entity_id: Mapped[str] = mapped_column(ID)
     op: Mapped[str] = mapped_column(String(10))  # upsert | remove
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # The device whose push alone caused this row; its own pulls skip it (the push answer told it
+    # everything). NULL when anything else (office, merge, another device) changed the record.
+    origin_device_id: Mapped[str | None] = mapped_column(ID, nullable=True)
 
 
 class SyncCounter(db.Model):
