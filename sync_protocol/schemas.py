@@ -9,6 +9,7 @@ is refused, never truncated to 12345). Entity payloads ("data") have one schema 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -478,15 +479,22 @@ class UnknownEntity(ValidationError):
         super().__init__({"entity": [f"Devices cannot push {entity!r} records."]})
 
 
+@functools.cache
+def _schema(schema_class: type[Schema]) -> Schema:
+    """One instance per schema class: building a marshmallow schema costs more than loading a record with
+    it, and these schemas keep no state between loads (no context, no per-call options)."""
+    return schema_class()
+
+
 def normalise_data(entity: str, data: Mapping[str, Any], *, record: bool = False) -> dict[str, Any]:
     """Validate an entity payload and return its normalised wire form."""
-    schema = (RECORD_SCHEMAS if record else PUSH_DATA_SCHEMAS)[entity]()
+    schema = _schema((RECORD_SCHEMAS if record else PUSH_DATA_SCHEMAS)[entity])
     return schema.dump(schema.load(data))
 
 
 def load_change(raw: Mapping[str, Any]) -> Change:
     """Validate one pushed change. Raises ValidationError (with field paths) or UnknownEntity."""
-    envelope = ChangeEnvelopeSchema().load(raw)
+    envelope = _schema(ChangeEnvelopeSchema).load(raw)
     entity = envelope["entity"]
     if entity not in PUSHABLE_ENTITIES:
         raise UnknownEntity(entity)
@@ -503,7 +511,7 @@ def load_change(raw: Mapping[str, Any]) -> Change:
 
 def load_record(raw: Mapping[str, Any]) -> dict[str, Any]:
     """Validate one pulled record; `data` is validated by its entity's schema (None for removals)."""
-    record = PullRecordSchema().load(raw)
+    record = _schema(PullRecordSchema).load(raw)
     if record["op"] == "upsert":
         if record["data"] is None:
             raise ValidationError({"data": ["An upsert carries data."]})
