@@ -47,6 +47,7 @@ from pda_client.store import LocalStore
 from server import create_app
 from server.extensions import db
 from server.models import ChangeReceipt
+from sync_protocol.lifecycle import STAGE, Status
 from tests.e2e.conftest import ROOT, LiveServer, start_server
 
 from . import invariants
@@ -245,8 +246,6 @@ class FleetRun:
                 rows = conn.execute(sa.text("SELECT id, round, status FROM jobs")).all()
         except sa.exc.OperationalError:
             return  # the database is being restarted with the server (SQLite file locked): next time
-        from sync_protocol.lifecycle import STAGE, Status
-
         for job_id, round_, status in rows:
             self.server_positions[job_id].append((round_, STAGE[Status(status)]))
 
