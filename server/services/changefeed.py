@@ -21,18 +21,28 @@ from ..models import ChangeLog, SyncCounter, utcnow
 PENDING_KEY = "fieldsync_changefeed"
 
 
-def emit(entity: str, entity_id: str, user_ids: Iterable[str | None], op: str = "upsert") -> None:
-    """Record that `entity_id` changed for each user in `user_ids` (None entries are ignored)."""
-    pending: dict[tuple[str, str, str], str] = db.session.info.setdefault(PENDING_KEY, {})
+Pending = dict[tuple[str, str, str], tuple[str, str | None]]  # (user, entity, id) -> (op, origin device)
+
+
+def emit(
+    entity: str, entity_id: str, user_ids: Iterable[str | None], op: str = "upsert", origin: str | None = None
+) -> None:
+    """Record that `entity_id` changed for each user in `user_ids` (None entries are ignored).
+
+    `origin` names the device whose pushed change alone caused this, stored exactly as it sent it: that
+    device's pulls skip the row (its push answer told it everything). Leave it None for anything else."""
+    pending: Pending = db.session.info.setdefault(PENDING_KEY, {})
     for user_id in user_ids:
         if user_id:
             key = (user_id, entity, entity_id)
-            pending.pop(key, None)  # keep the latest op, in emission order
-            pending[key] = op
+            previous = pending.pop(key, None)  # keep the latest op, in emission order
+            # two causes of one row in one transaction: it is the origin's own only if both are
+            same_origin = previous is None or previous[1] == origin
+            pending[key] = (op, origin if same_origin else None)
 
 
 def _assign_sequence(session: Session) -> None:
-    pending: dict[tuple[str, str, str], str] = session.info.pop(PENDING_KEY, {})
+    pending: Pending = session.info.pop(PENDING_KEY, {})
     if not pending:
         return
     count = len(pending)
@@ -56,10 +66,12 @@ def _assign_sequence(session: Session) -> None:
             "entity_id": entity_id,
             "op": op,
             "created_at": now,
+            "origin_device_id": origin,
         }
-        for index, ((user_id, entity, entity_id), op) in enumerate(pending.items())
+        for index, ((user_id, entity, entity_id), (op, origin)) in enumerate(pending.items())
     ]
-    session.execute(insert(ChangeLog), rows)
+    # Core insert: one executemany (the ORM's would split rows whose origin is None from the others)
+    session.execute(insert(ChangeLog.__table__), rows)
 
 
 def discard_pending(session: Session) -> None:

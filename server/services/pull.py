@@ -9,6 +9,10 @@ ever holds a whole route in memory.
 The cursor names the database epoch and the uid of the change-log row it points at. When the epoch
 changed, the row is gone (the database was restored from a backup) or lies below the compaction
 watermark, the cursor cannot be served and the device is told `resync_required`.
+
+A device does not pull back its own echo: change-log rows whose `origin_device_id` is the requesting
+device (its pushed record stored exactly as sent; the push answer carried the stamp and flags) are left out
+of its pages. Every other device of the user still receives them.
 """
 
 from __future__ import annotations
@@ -17,11 +21,11 @@ import base64
 import binascii
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from sync_protocol import ProtocolError
 
@@ -43,11 +47,14 @@ class Cursor:
     uid: str  # uid of the change-log row at `seq` ("" at 0)
     phase: int | None = None  # snapshot: index into SNAPSHOT_ORDER; None once in log mode
     after: str = ""  # snapshot: last id sent in that phase
+    catch_up: bool = False  # log mode still completing a snapshot (until a page ends at the head)
 
     def encode(self) -> str:
-        raw = {"e": self.epoch, "s": self.seq, "u": self.uid}
+        raw: dict[str, Any] = {"e": self.epoch, "s": self.seq, "u": self.uid}
         if self.phase is not None:
             raw.update(p=self.phase, a=self.after)
+        if self.catch_up:
+            raw["c"] = 1
         return base64.urlsafe_b64encode(json.dumps(raw, separators=(",", ":")).encode()).decode().rstrip("=")
 
     @classmethod
@@ -57,6 +64,7 @@ class Cursor:
         try:
             raw = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
             cursor = cls(raw["e"], raw["s"], raw["u"], raw.get("p"), raw.get("a", ""))
+            catch_up = raw.get("c", 0)
         except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
             raise ProtocolError(
                 "validation_error",
@@ -67,6 +75,9 @@ class Cursor:
             all(isinstance(value, str) for value in (cursor.epoch, cursor.uid, cursor.after))
             and _is_int(cursor.seq)
             and 0 <= cursor.seq <= MAX_SEQ
+            and _is_int(catch_up)
+            and catch_up in (0, 1)
+            and not (catch_up and cursor.phase is not None)
         ):
             raise ProtocolError(
                 "validation_error", "The cursor is not one this server issued.", {"cursor": ["Malformed cursor."]}
@@ -79,7 +90,7 @@ class Cursor:
             raise ProtocolError(
                 "validation_error", "The cursor is not one this server issued.", {"cursor": ["Bad phase."]}
             )
-        return cursor
+        return replace(cursor, catch_up=catch_up == 1)
 
 
 def _is_int(value: Any) -> bool:
@@ -110,8 +121,11 @@ def _check_servable(cursor: Cursor) -> None:
         )
 
 
-def pull_page(user: User, cursor_text: str | None, limit: int | None = None) -> dict[str, Any]:
-    """One page of the user's scope after `cursor_text`: {"cursor", "has_more", "records"}."""
+def pull_page(
+    user: User, cursor_text: str | None, limit: int | None = None, *, device_id: str | None = None
+) -> dict[str, Any]:
+    """One page of the user's scope after `cursor_text`: {"cursor", "has_more", "records"}. Change-log rows
+    that `device_id`'s own pushes alone caused are left out (its push answers told it everything)."""
     config = current_app.config
     max_records = min(limit or config["PULL_PAGE_RECORDS"], config["PULL_PAGE_RECORDS"])
     budget = config["PULL_PAGE_BYTES"]
@@ -125,7 +139,9 @@ def pull_page(user: User, cursor_text: str | None, limit: int | None = None) -> 
     if cursor.phase is not None:
         cursor = _snapshot(user.id, cursor, page)
     if cursor.phase is None and not page.full:
-        cursor = _log(user.id, cursor, page)
+        # A snapshot must deliver what the device pushed while it ran (the snapshot's pages may have
+        # passed those records' ids already); the echo is skipped only in plain log mode.
+        cursor = _log(user.id, None if cursor.catch_up else device_id, cursor, page)
     return {"cursor": cursor.encode(), "has_more": page.full, "records": page.records}
 
 
@@ -173,21 +189,22 @@ def _snapshot(user_id: str, cursor: Cursor, page: _Page) -> Cursor:
         if page.full:
             return Cursor(cursor.epoch, cursor.seq, cursor.uid, phase, after)
         phase, after = phase + 1, ""
-    return Cursor(cursor.epoch, cursor.seq, cursor.uid)
+    return Cursor(cursor.epoch, cursor.seq, cursor.uid, catch_up=True)
 
 
-def _log(user_id: str, cursor: Cursor, page: _Page) -> Cursor:
+def _log(user_id: str, device_id: str | None, cursor: Cursor, page: _Page) -> Cursor:
     seq, uid = cursor.seq, cursor.uid
     head_seq, head_uid = changefeed.head()
-    statement = (
-        select(ChangeLog)
-        .where(ChangeLog.user_id == user_id, ChangeLog.seq > seq, ChangeLog.seq <= head_seq)
-        .order_by(ChangeLog.seq)
-    )
+    statement = select(ChangeLog).where(ChangeLog.user_id == user_id, ChangeLog.seq > seq, ChangeLog.seq <= head_seq)
+    if device_id is not None:
+        # the device's echo: skipped rows need no cursor position, since a page that ends early
+        # moves the cursor to the head below, and a full one stops at a row it delivered
+        statement = statement.where(or_(ChangeLog.origin_device_id.is_(None), ChangeLog.origin_device_id != device_id))
+    statement = statement.order_by(ChangeLog.seq)
     sent: set[tuple[str, str]] = set()
     for row in _chunks(statement):
         if page.full:
-            return Cursor(cursor.epoch, seq, uid)
+            return Cursor(cursor.epoch, seq, uid, catch_up=cursor.catch_up)
         seq, uid = row.seq, row.uid
         key = (row.entity, row.entity_id)
         if key in sent:
@@ -201,6 +218,6 @@ def _log(user_id: str, cursor: Cursor, page: _Page) -> Cursor:
         else:
             page.add(_record(row.entity, row.entity_id, obj))
     if page.full:
-        return Cursor(cursor.epoch, seq, uid)
+        return Cursor(cursor.epoch, seq, uid, catch_up=cursor.catch_up)
     # nothing more for this user up to the head: move to the head, so the cursor stays servable
     return Cursor(cursor.epoch, head_seq, head_uid)

@@ -70,20 +70,31 @@ def event_data(event: JobEvent) -> dict[str, Any]:
     return data
 
 
+READING_PUSH_FIELDS = (
+    "meter_id",
+    "value",
+    "reading_type",
+    "skip_code",
+    "trouble_code",
+    "comment_code",
+    "note",
+    "read_at",
+    "supersedes",
+    "gps",
+    "check",
+)
+
+
 def reading_push_data(reading: MeterReading) -> dict[str, Any]:
-    return {
-        "meter_id": reading.meter_id,
-        "value": reading.value,
-        "reading_type": reading.reading_type,
-        "skip_code": reading.skip_code,
-        "trouble_code": reading.trouble_code,
-        "comment_code": reading.comment_code,
-        "note": reading.note,
-        "read_at": iso(reading.read_at),
-        "supersedes": reading.supersedes,
-        "gps": reading.gps,
-        "check": reading.check,
-    }
+    return reading_row_push_data({name: getattr(reading, name) for name in READING_PUSH_FIELDS})
+
+
+def reading_row_push_data(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A reading's column values (stored, or about to be inserted) as its device pushed them (normalised):
+    what a repeated id must match."""
+    data = {name: row[name] for name in READING_PUSH_FIELDS}
+    data["read_at"] = iso(row["read_at"])
+    return data
 
 
 def reading_data(reading: MeterReading) -> dict[str, Any]:

@@ -155,8 +155,8 @@ def pull_changes() -> Any:
     limit = _int_arg(request.args.get("limit"), "limit")
     if limit is not None and limit < 1:
         raise ProtocolError("validation_error", fields={"limit": ["Must be at least 1."]})
-    page = pull.pull_page(g.user, request.args.get("cursor") or None, limit)
     device_id = g.device.id
+    page = pull.pull_page(g.user, request.args.get("cursor") or None, limit, device_id=device_id)
 
     def touch() -> None:
         db.session.get(Device, device_id).last_pull_at = dt.datetime.now(dt.UTC)

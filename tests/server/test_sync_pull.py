@@ -157,12 +157,15 @@ def test_after_the_snapshot_only_new_changes_are_pulled(app, client, world):
     reader.pull_all()
     reader2.pull_all()
     assert reader.pull_all() == []
+    spare = device(app, client, "reader", "spare")  # the same reader's second handheld
+    spare.pull_all()
     change = reader.reading("M1", 1300)
     assert reader.push(change).get_json()["results"][0]["status"] == "applied"
-    (record,) = reader.pull_all()
+    assert reader.pull_all() == []  # its own change stored as sent: the push answer said all (no echo)
+    (record,) = spare.pull_all()
     assert (record["entity"], record["id"], record["op"]) == ("meter_reading", change["entity_id"], "upsert")
     assert record["data"]["value"] == 1300
-    assert reader.pull_all() == []
+    assert spare.pull_all() == []
     assert reader2.pull_all() == []
 
 
