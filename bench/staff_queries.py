@@ -22,8 +22,6 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -211,7 +209,7 @@ def _seed(path: Path, *, customers: int, jobs: int, months: int, seed: int) -> d
     path.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="fieldsync-bench-seed-") as instance:
         app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}"}, instance_path=instance)
-        with app.app_context(), unique_meter_numbers(demo):
+        with app.app_context():
             try:
                 init_database()
                 sizes = demo.seed_demo(seed=seed, customers=customers, jobs=jobs, months=months, as_of=AS_OF)
@@ -226,28 +224,3 @@ def _seed(path: Path, *, customers: int, jobs: int, months: int, seed: int) -> d
                 db.session.remove()
                 db.engine.dispose()
     return sizes
-
-
-@contextmanager
-def unique_meter_numbers(demo: Any) -> Iterator[None]:
-    """The demo seeder draws meter numbers at random (a letter and 8 digits): past some 20,000 meters two
-    draws collide and the unique index refuses the batch. Until the seeder makes them unique itself, a
-    repeated number becomes the next free one (same letter) as its meters are inserted; nothing else changes."""
-    original = demo._insert
-    taken: set[str] = set()
-
-    def insert(model: Any, rows: Any) -> None:
-        if model is demo.Meter:
-            for row in rows:
-                number = row["number"]
-                while number in taken:
-                    number = f"{number[0]}{(int(number[1:]) - 10**7 + 1) % (9 * 10**7) + 10**7}"
-                row["number"] = number
-                taken.add(number)
-        original(model, rows)
-
-    demo._insert = insert
-    try:
-        yield
-    finally:
-        demo._insert = original

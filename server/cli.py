@@ -17,6 +17,7 @@ from werkzeug.serving import run_simple
 
 from sync_protocol import ProtocolError
 
+from .database import analyze
 from .demo import SCALES
 from .extensions import db
 from .models import Device, Job, User
@@ -28,6 +29,7 @@ def init_database() -> bool:
     upgrade(directory=str(current_app.extensions["migrate"].directory))
     created = state.initialise()
     db.session.commit()
+    analyze()  # a migration may add indexes the planner has no statistics for
     return created
 
 
@@ -44,6 +46,13 @@ def register(app: Flask) -> None:
         """Create or upgrade the database schema (migrations) and initialise sync state."""
         created = init_database()
         click.echo("database initialised" if created else "database schema is up to date")
+
+    @app.cli.command("analyze")
+    def analyze_command() -> None:
+        """Refresh the query planner's statistics (SQLite: ANALYZE and PRAGMA optimize). Run it
+        periodically (e.g. nightly from cron) as data grows; init-db and seed-demo run it themselves."""
+        analyze()
+        click.echo("statistics refreshed")
 
     @app.cli.command("seed-demo")
     @click.option("--seed", default=7, show_default=True, help="Random seed: same seed, same data.")

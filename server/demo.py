@@ -43,6 +43,7 @@ from sync_protocol.codes import HAZARD_CODES
 from sync_protocol.merge import StatusMark
 from sync_protocol.readings import CheckResult, consumption, expected_band, register_limit
 
+from .database import analyze
 from .extensions import db
 from .models import ConflictRecord, Customer, Device, Job, JobEvent, Meter, MeterReading, Premise, Route, User
 from .services import users
@@ -175,6 +176,7 @@ def seed_demo(
         _jobs(world, jobs, advance)
         _insert(Device, world.device_rows)
     db.session.commit()
+    analyze()  # a bulk load makes the planner's statistics stale (or leaves none)
     return world.counts
 
 
@@ -201,6 +203,7 @@ def _reference_data(world: _World, count: int) -> tuple[list[dict[str, Any]], li
     customer_rows: list[dict[str, Any]] = []
     premise_rows: list[dict[str, Any]] = []
     meter_rows: list[dict[str, Any]] = []
+    numbers: set[str] = set()  # random meter numbers collide by some 20,000 meters: draw again
     for i in range(1, count + 1):
         cid = f"C{i:06d}"
         roll = rng.random()
@@ -266,10 +269,14 @@ def _reference_data(world: _World, count: int) -> tuple[list[dict[str, Any]], li
             )
         )
         dials = 6 if meter_class != "residential" else 5
+        number = f"{rng.choice('ABEK')}{rng.randrange(10**7, 10**8)}"
+        while number in numbers:
+            number = f"{rng.choice('ABEK')}{rng.randrange(10**7, 10**8)}"
+        numbers.add(number)
         meter_rows.append(
             dict(
                 id=f"M{i:06d}",
-                number=f"{rng.choice('ABEK')}{rng.randrange(10**7, 10**8)}",
+                number=number,
                 premise_id=pid,
                 route_id=None,
                 route_seq=None,

@@ -8,7 +8,8 @@ Interface for other pages and the staff API (kept stable):
   class and segment totals; `analysis.row(customer_id)` is one customer's `CustomerRow`.
 - `customer_class(customer_id, period=None, rule=None) -> CustomerRow | None` — one customer's class
   (`.abc` is "A", "B" or "C"), rank, volume and cumulative share; default period: the last 12 months.
-  Classes are relative, so this ranks every customer (one aggregate query over the period's readings).
+  Classes are relative, so this ranks every customer (one aggregate query over the period's readings);
+  the ranking is kept per data version (periods.cached_figures), so a customer page reuses it.
 - `customer_volumes(period)` — the volumes alone.
 
 The rule (DESIGN.md section 4; docs/analysis.md has worked examples)
@@ -54,6 +55,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
+from functools import cached_property
 from typing import Any, NamedTuple
 
 from flask import current_app
@@ -65,7 +67,7 @@ from sync_protocol.lifecycle import FINISHED
 
 from ..extensions import db
 from ..models import Customer, Job, Meter, MeterReading, Premise
-from .periods import MAX_DAYS, N_, Period, last_months, today_utc
+from .periods import MAX_DAYS, N_, Period, cached_figures, last_months, today_utc
 
 Number = int | float | Decimal | Fraction
 
@@ -393,9 +395,32 @@ class ValueAnalysis:
             and (vip is None or row.vip == vip)
         ]
 
+    @cached_property  # the analysis is immutable and cached (analyse): walk its 100k rows once
+    def consuming_volumes(self) -> tuple[float, ...]:
+        """The consuming customers' volumes in rank order (the Pareto chart's bars)."""
+        return tuple(row.volume for row in self.rows[: self.classification.consuming])
+
+    @cached_property
+    def consuming_by_class(self) -> tuple[tuple[AbcClass, int], ...]:
+        """How many consuming customers each class holds, A, B, C."""
+        consuming = self.rows[: self.classification.consuming]
+        return tuple((abc, sum(1 for row in consuming if row.abc is abc)) for abc in AbcClass)
+
+    @cached_property
+    def vips(self) -> tuple[CustomerRow, ...]:
+        """The VIP customers in rank order."""
+        return tuple(self.select(vip=True))
+
+    @cached_property
+    def _segments(self) -> tuple[SegmentTotals, ...]:
+        return tuple(self._segment_totals())
+
     def segments(self) -> list[SegmentTotals]:
         """Per value segment (the code list's order, then any other segment found): customers, VIP count,
         volume and its share, and how many of them are A, B and C."""
+        return list(self._segments)
+
+    def _segment_totals(self) -> list[SegmentTotals]:
         total = self.classification.total_volume
         order = list(codes.CUSTOMER_SEGMENTS) + sorted(
             {row.segment for row in self.rows} - set(codes.CUSTOMER_SEGMENTS)
@@ -423,9 +448,14 @@ def default_period() -> Period:
 
 
 def analyse(period: Period | None = None, rule: Rule | None = None) -> ValueAnalysis:
-    """Every customer's volume over `period`, classified by `rule` (default: the configured one)."""
+    """Every customer's volume over `period`, classified by `rule` (default: the configured one). Kept per
+    data version (periods.cached_figures): a page load after new readings arrive classifies again."""
     period = period or default_period()
     rule = rule or configured_rule()
+    return cached_figures(("abc", period, rule), lambda: _analyse(period, rule))
+
+
+def _analyse(period: Period, rule: Rule) -> ValueAnalysis:
     volumes = customer_volumes(period)
     classification = classify({v.account_no: v.volume for v in volumes}, rule)
     by_account = {v.account_no: v for v in volumes}
@@ -455,10 +485,12 @@ def customer_class(customer_id: str, period: Period | None = None, rule: Rule | 
 
 def open_jobs_of_vips() -> dict[str, int]:
     """{customer id: jobs not yet finished} for VIP customers (finished: lifecycle.FINISHED)."""
+    # IN (VIP customers), not a join: SQLite would walk every job and look its customer up (0.4 s at
+    # 100k jobs) instead of reading the few VIPs' jobs through the customer_id index
+    vips = select(Customer.id).where(Customer.vip.is_(True))
     statement = (
         select(Job.customer_id, func.count())
-        .join(Customer, Customer.id == Job.customer_id)
-        .where(Customer.vip.is_(True), Job.status.not_in([status.value for status in FINISHED]))
+        .where(Job.customer_id.in_(vips), Job.status.not_in([status.value for status in FINISHED]))
         .group_by(Job.customer_id)
     )
     return {customer_id: int(count) for customer_id, count in db.session.execute(statement)}

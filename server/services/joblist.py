@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema
@@ -31,7 +31,8 @@ from sync_protocol.schemas import Id
 from ..extensions import db
 from ..models import ConflictRecord, Customer, Device, Job, JobEvent, Premise, User
 from .conflicts import REVIEW_NOTE_START, parse_review_note
-from .readinglist import MAX_PAGE
+from .periods import cached_figures
+from .readinglist import MAX_PAGE, contains_text
 
 PER_PAGE = 50
 STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
@@ -205,9 +206,9 @@ def job_conditions(f: JobFilter) -> list[ColumnElement[bool]]:
         text = f.q
         where.append(
             or_(
-                Job.number.icontains(text, autoescape=True),
-                Job.summary.icontains(text, autoescape=True),
-                Customer.name.icontains(text, autoescape=True),
+                contains_text(Job.number, text),
+                contains_text(Job.summary, text),
+                contains_text(Customer.name, text),
                 Customer.account_no.startswith(text, autoescape=True),
             )
         )
@@ -237,6 +238,23 @@ def job_select(f: JobFilter) -> Select:
     return (
         select(Job).join(Customer, Customer.id == Job.customer_id).where(*job_conditions(f)).order_by(*SORTS[f.sort]())
     )
+
+
+def job_count(f: JobFilter) -> int:
+    """How many jobs match `f` (any page). A text search cannot use an index (a substring of four
+    columns), so the count scans every job: kept per data version (periods.cached_figures)."""
+    everything = replace(f, page=1, per_page=PER_PAGE, sort="-created")
+
+    def count() -> int:
+        statement = (
+            select(func.count())
+            .select_from(Job)
+            .join(Customer, Customer.id == Job.customer_id)
+            .where(*job_conditions(everything))
+        )
+        return int(db.session.execute(statement).scalar_one())
+
+    return cached_figures(("job_count", everything), count)
 
 
 def job_export_select(f: JobFilter) -> Select:

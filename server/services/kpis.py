@@ -32,7 +32,8 @@ a mean describe nobody. Periods and buckets: services/periods.py (UTC days).
 
 Work stays bounded: job facts come from one aggregate query (one row per job touched in the period, a
 few thousand rows for 10 000 jobs), readings are counted by the database, and only completed jobs'
-status events of their last round are read for time on site.
+status events of their last round are read for time on site. A report is kept per data version
+(periods.cached_figures).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from .periods import (
     bucket_label,
     bucket_start,
     buckets,
+    cached_figures,
     preset_period,
     today_utc,
 )
@@ -398,7 +400,12 @@ class KpiReport:
 
 
 def build_report(period: Period, grouping: Grouping) -> KpiReport:
-    """Every KPI over the period, with the trend in buckets of `grouping`."""
+    """Every KPI over the period, with the trend in buckets of `grouping`. Kept per data version
+    (periods.cached_figures): the first load after a sync or an office change computes it again."""
+    return cached_figures(("kpis", period, grouping), lambda: _build_report(period, grouping))
+
+
+def _build_report(period: Period, grouping: Grouping) -> KpiReport:
     facts = job_facts(period)
     within = period.contains
     arrived = [f for f in facts if within(f.arrived_at)]

@@ -10,14 +10,31 @@ the last twelve months (the same day a year ago excluded, today included).
 
 Grouping buckets a period into days, ISO weeks (Monday to Sunday) or calendar months. The first and last
 bucket may be partial; they are labelled by the bucket they belong to, not cut to the period.
+
+Figures over a period (an ABC analysis, the KPIs, route progress, reading counts) aggregate up to a
+million readings: `cached_figures` keeps them per app process, each valid for the `data_version()` it was
+computed at, so a page shows new readings and jobs on the first load after they arrive.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any, TypeVar
+
+from flask import current_app
+from sqlalchemy import func, select
+
+from ..extensions import db
+from ..models import Customer, Job, MeterReading, User
+from .changefeed import head
+
+T = TypeVar("T")
 
 MAX_DAYS = 3700  # ten years: a bound on what a request may ask the database to scan
 MAX_BUCKETS = 400  # more points than a chart can show: choose a coarser grouping
@@ -155,3 +172,97 @@ def bucket_label(start: dt.date, grouping: Grouping) -> str:
         year, week, _ = start.isocalendar()
         return f"{year}-W{week:02d}"
     return start.strftime("%Y-%m")
+
+
+# --- figures over the big tables, cached per data version -------------------------------------------
+
+FIGURES_KEY = "fieldsync.figures"
+FIGURES_ENTRIES = 16  # least recently used dropped first
+# kinds of figures (a key's first item) that are large: an ABC analysis of 100k customers holds ~50 MB,
+# so a worker keeps two (the customer pages' default period and the period being analysed)
+FIGURES_KIND_ENTRIES = {"abc": 2}
+# Customers and routes are reference data loaded from outside, not through this server: an edit made
+# there in place (no new row) is not in the data version, and shows once an entry is this old.
+FIGURES_MAX_AGE_S = 600.0
+
+
+def data_version() -> tuple[Any, ...]:
+    """A stamp that changes whenever the data behind the period figures does, cheaply (index lookups and
+    counts of small tables): the change log's head (every push, office edit and merge commits a row, in
+    commit order), the newest reading received and job created (rows loaded without the change log, e.g.
+    a bulk import), and counts of customers and active users (imports, an admin deactivating a user)."""
+    def scalar(statement: Any) -> Any:
+        return statement.scalar_subquery()
+
+    stamp = db.session.execute(
+        select(
+            scalar(select(func.max(MeterReading.received_at))),
+            scalar(select(func.max(Job.created_at))),
+            scalar(select(func.count()).select_from(Customer)),
+            scalar(select(func.count()).select_from(User).where(User.active.is_(True))),
+        )
+    ).one()
+    return (head(), *stamp)
+
+
+@dataclass
+class _Figures:
+    version: tuple[Any, ...]
+    made: float
+    value: Any
+
+
+class FigureCache:
+    """Computed figures by key, each valid for the data version it was computed at. Per process (each
+    worker fills its own); thread-safe; a miss computes outside the lock (two threads may both compute)."""
+
+    def __init__(
+        self,
+        entries: int = FIGURES_ENTRIES,
+        max_age_s: float = FIGURES_MAX_AGE_S,
+        kind_entries: Mapping[str, int] = FIGURES_KIND_ENTRIES,
+    ) -> None:
+        self.entries, self.max_age_s, self.kind_entries = entries, max_age_s, kind_entries
+        self._items: OrderedDict[Hashable, _Figures] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, compute: Callable[[], T]) -> T:
+        # the stamp is read before the figures, in the same transaction: a change committed in between
+        # makes the entry older than its stamp says, so the next request computes again (never the reverse)
+        version = data_version()
+        now = time.monotonic()
+        with self._lock:
+            entry = self._items.get(key)
+            if entry is not None and entry.version == version and now - entry.made < self.max_age_s:
+                self._items.move_to_end(key)
+                return entry.value
+        value = compute()
+        with self._lock:
+            self._items[key] = _Figures(version, now, value)
+            self._items.move_to_end(key)
+            kind = _kind(key)
+            limit = self.kind_entries.get(kind) if kind is not None else None
+            if limit is not None:
+                same = [other for other in self._items if _kind(other) == kind]  # oldest first
+                for other in same[: max(0, len(same) - limit)]:
+                    del self._items[other]
+            while len(self._items) > self.entries:
+                self._items.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+def _kind(key: Hashable) -> str | None:
+    return key[0] if isinstance(key, tuple) and key and isinstance(key[0], str) else None
+
+
+def cached_figures(key: Hashable, compute: Callable[[], T]) -> T:
+    """`compute()`, or its result from this app's cache if the data has not changed since (data_version).
+    `key` names the figures and every argument they depend on."""
+    cache = current_app.extensions.get(FIGURES_KEY)
+    if cache is None:
+        cache = current_app.extensions.setdefault(FIGURES_KEY, FigureCache())
+    return cache.get(key, compute)

@@ -203,7 +203,7 @@ def _conflict(row: joblist.ConflictRow) -> dict[str, Any]:
 @staff_api_required
 def list_jobs() -> Any:
     f, _ = joblist.load_query(joblist.JobQuerySchema(), request.args, strict=True)
-    page = paginate(joblist.job_select(f), per_page=f.per_page)
+    page = paginate(joblist.job_select(f), per_page=f.per_page, total=lambda: joblist.job_count(f))
     items = [_job(row, row.last_field_at) for row in joblist.rows_for(page.items)]
     return jsonify(StaffJobPageSchema().dump({**page_info(page), "items": items}))
 

@@ -31,10 +31,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from typing import Any
 
+from babel.numbers import format_percent as babel_percent
+from babel.numbers import get_decimal_symbol, get_group_symbol
 from flask import g
-from flask_babel import format_decimal, format_percent
+from flask_babel import format_decimal, format_percent, get_locale
 
 from . import bp
 
@@ -307,14 +310,46 @@ def chart_number(value: float | None, digits: int = 0) -> str:
     """A number for people, in the page's language (grouping, decimal mark)."""
     if value is None:
         return "—"
+    if _plain(value):
+        return _grouped(Decimal(str(value)), digits)
     pattern = "#,##0" + ("." + "0" * digits if digits > 0 else "")
     return format_decimal(value, format=pattern)
+
+
+# Babel parses the pattern and looks the locale up on every call: pages that format thousands of numbers
+# (a VIP list, a chart per route) format plain non-negative numbers themselves, exactly as babel does for
+# these patterns: the float's shortest decimal (str), rounded half-even, groups of three.
+
+
+def _plain(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+
+def _grouped(number: Decimal, digits: int) -> str:
+    group, decimal, _percent = _symbols()
+    text = f"{number:,.{max(digits, 0)}f}"  # Decimal formats half-even (the default context)
+    return text.replace(",", "\0").replace(".", decimal).replace("\0", group)
+
+
+def _symbols() -> tuple[str, str, str]:
+    """The page language's group separator, decimal mark and percent sign (looked up once per request)."""
+    symbols = getattr(g, "chart_number_symbols", None)
+    if symbols is None:
+        locale = get_locale() or "en"
+        symbols = g.chart_number_symbols = (
+            get_group_symbol(locale),
+            get_decimal_symbol(locale),
+            babel_percent(0, format="0%", locale=locale)[1:],  # the sign, as babel writes it
+        )
+    return symbols
 
 
 @bp.app_template_global()
 def chart_percent(share: float | None, digits: int = 1) -> str:
     if share is None:
         return "—"
+    if _plain(share):
+        return f"{_grouped(Decimal(str(share)).scaleb(2), digits)} {_symbols()[2]}"
     pattern = "#,##0" + ("." + "0" * digits if digits > 0 else "") + " %"
     return format_percent(share, format=pattern)
 

@@ -203,7 +203,7 @@ def jobs_list() -> Any:
     if wants_csv():
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M")
         return csv_response(f"jobs-{stamp}.csv", _csv_header(), joblist.job_export_select(f), _csv_row)
-    page = paginate(joblist.job_select(f), per_page=f.per_page)
+    page = paginate(joblist.job_select(f), per_page=f.per_page, total=lambda: joblist.job_count(f))
     context = {"filter": f, "errors": errors, "page": page, "rows": joblist.rows_for(page.items)}
     # Live updates: live.js asks for the same URL plus fragment=1 and gets only the table.
     if live_fragment():

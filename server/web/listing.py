@@ -19,11 +19,17 @@ MAX_PER_PAGE = 200
 CSV_CHUNK = 500
 
 
-def paginate(statement: Select, per_page: int = PER_PAGE) -> Pagination:
-    """One page of `statement` from the request's ?page= and ?per_page= (bounded)."""
+def paginate(statement: Select, per_page: int = PER_PAGE, total: Callable[[], int] | None = None) -> Pagination:
+    """One page of `statement` from the request's ?page= and ?per_page= (bounded). `total` counts the
+    rows when the list has a cheaper (or cached) way than counting `statement` itself."""
     # ?page= as sent (a page drops invalid filters leniently): bounded, so its offset fits the database
     page = min(max(request.args.get("page", 1, type=int), 1), MAX_PAGE)
-    return db.paginate(statement, page=page, per_page=per_page, max_per_page=MAX_PER_PAGE, error_out=False)
+    result = db.paginate(
+        statement, page=page, per_page=per_page, max_per_page=MAX_PER_PAGE, error_out=False, count=total is None
+    )
+    if total is not None:
+        result.total = total()
+    return result
 
 
 def csv_response(
