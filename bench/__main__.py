@@ -3,6 +3,7 @@
     python -m bench push_pull --records 50000 --json
     python -m bench first_sync --meters 5000 --json
     python -m bench fleet --devices 200 --json          # PostgreSQL when FIELDSYNC_TEST_PG_URL is set
+    python -m bench fleet --spread 0 --threads 4 --json  # all in one instant; 4 threads a worker
     python -m bench device_ops --rows 100000 --json
     python -m bench staff_queries --json                # 1M readings, 100k jobs (seeded once, cached)
 
@@ -47,6 +48,9 @@ def _fleet(args: argparse.Namespace) -> Result:
         workers=args.workers,
         backend=args.backend,
         seed=args.seed,
+        spread=args.spread,
+        burst=args.burst,
+        threads=args.threads,
     )
 
 
@@ -96,7 +100,17 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--readings", type=int, default=40, help="readings per meter reader's handheld")
     sub.add_argument("--jobs", type=int, default=3, help="jobs per lineman (each: travel, arrive, note, complete)")
     sub.add_argument("--processes", type=int, help="device processes (default min(8, devices))")
+    sub.add_argument(
+        "--spread", type=float, metavar="SECONDS",
+        help="devices start at seeded uniformly random offsets within this window; 0: all at the same instant "
+        "(default: the app's reachability probe period, 30 s)",
+    )  # fmt: skip
+    sub.add_argument(
+        "--burst", action=argparse.BooleanOptionalAction, default=True,
+        help="also run every device at the same instant (spread 0) on a fresh server: figures.burst, capacity",
+    )  # fmt: skip
     sub.add_argument("--workers", type=int, help=WORKERS_HELP)
+    sub.add_argument("--threads", type=int, help="threads per gunicorn worker (more than 1: gthread workers)")
     sub.add_argument("--backend", choices=BACKENDS, default="auto")
 
     sub = add("device_ops", _device_ops, "recording a reading and a job status change on a full handheld")

@@ -171,6 +171,36 @@ def peak_rss_mb(pid: int | str = "self") -> float | None:
     return None if kb is None else round(kb / 1024, 1)
 
 
+# --- CPU time ----------------------------------------------------------------------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def proc_cpu_s(pid: int | str, *, children: bool = False) -> float | None:
+    """CPU seconds (user + system) a process has used, from /proc/<pid>/stat; with `children`, also those of
+    its children that have exited and been waited for (a gunicorn master: its replaced workers). None if
+    unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # after the command: state is fields[0], so utime, stime, cutime, cstime are fields[11:15]
+    ticks = sum(int(x) for x in fields[11 : 15 if children else 13])
+    return ticks / CLOCK_TICKS
+
+
+def machine_cpu_s() -> tuple[float, float] | None:
+    """(busy, total) CPU seconds of the whole machine since boot, all cores (/proc/stat; idle and iowait are
+    not busy). Deltas over a run: what every process on the machine used, this benchmark's or not."""
+    try:
+        first = Path("/proc/stat").read_text().splitlines()[0].split()
+    except OSError:
+        return None
+    ticks = [int(x) for x in first[1:9]]  # user nice system idle iowait irq softirq steal
+    total = sum(ticks)
+    return (total - ticks[3] - ticks[4]) / CLOCK_TICKS, total / CLOCK_TICKS
+
+
 # --- a real server ---------------------------------------------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ behind a load balancer, need no code change. Environment variables (docs/operati
 
 FIELDSYNC_BIND        address(es) to listen on, comma-separated (default 127.0.0.1:8000)
 FIELDSYNC_WORKERS     worker processes (default 2 x CPU cores + 1)
-FIELDSYNC_THREADS     threads per worker (default 1; more than 1 selects gthread workers)
+FIELDSYNC_THREADS     threads per worker (default 4 on PostgreSQL, 1 on SQLite; more than 1 selects gthread workers)
 FIELDSYNC_TIMEOUT     seconds a request may run before its worker is restarted (default 60)
 FIELDSYNC_MAX_REQUESTS  requests a worker serves before it is replaced (default 2000, 0 = never)
 FIELDSYNC_ACCESS_LOG  access log file, "-" for stdout (default), "" for none
@@ -27,7 +27,13 @@ def _int(name: str, default: int) -> int:
 wsgi_app = "server.wsgi:app"
 bind = [address.strip() for address in os.environ.get("FIELDSYNC_BIND", "127.0.0.1:8000").split(",")]
 workers = _int("FIELDSYNC_WORKERS", multiprocessing.cpu_count() * 2 + 1)
-threads = _int("FIELDSYNC_THREADS", 1)
+# On PostgreSQL a worker's threads overlap their database round trips: with 200 handhelds syncing at once
+# (bench fleet), gthread workers sustained 1.5-2.4x the syncs/s of single-threaded ones in 6 of 8 runs
+# (8 threads no more than 4); they cost CPU (the GIL), so an idle host with a local database may do better
+# with 1. SQLite takes one writer at a time: threads there mostly queue on its write lock, nearer its
+# busy timeout.
+# docs/operations.md §10.
+threads = _int("FIELDSYNC_THREADS", 4 if os.environ.get("DATABASE_URL", "").startswith("postgresql") else 1)
 preload_app = False
 
 # A push of a full batch on a slow disk, or a pull page of a large route, takes well under this.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 
 from sync_protocol import HLC, HLCClock
 from sync_protocol.hlc import wall_clock_ms
@@ -16,14 +17,16 @@ __all__ = ["now_hlc", "server_clock", "wall_clock_ms"]
 
 _clock: HLCClock | None = None
 _pid: int | None = None
+_start_lock = threading.Lock()  # gthread workers: two first requests must not start two clocks
 
 
 def server_clock() -> HLCClock:
     """This process's clock (a forked gunicorn worker gets its own node id)."""
     global _clock, _pid
-    if _clock is None or _pid != os.getpid():
-        _clock, _pid = HLCClock(f"srv-{secrets.token_hex(4)}", max_drift_ms=MAX_DRIFT_MS), os.getpid()
-    return _clock
+    with _start_lock:
+        if _clock is None or _pid != os.getpid():
+            _clock, _pid = HLCClock(f"srv-{secrets.token_hex(4)}", max_drift_ms=MAX_DRIFT_MS), os.getpid()
+        return _clock
 
 
 def now_hlc() -> HLC:

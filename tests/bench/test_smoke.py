@@ -83,17 +83,45 @@ def test_first_sync_reports_time_bytes_and_both_sides_memory():
 
 
 @pytest.mark.e2e
-def test_fleet_syncs_every_device_without_an_error():
+def test_fleet_syncs_every_device_without_an_error_spread_and_in_a_burst():
+    # a small spread, and the burst (spread 0) on a server of its own; gthread workers, as in production
     document = bench("fleet", "--devices", "4", "--readings", "10", "--jobs", "2", "--processes", "2",
-                     "--workers", "2")  # fmt: skip
+                     "--workers", "2", "--threads", "2", "--spread", "1.5")  # fmt: skip
+    assert document["parameters"]["spread"] == 1.5 and document["parameters"]["burst"] is True
     figures = document["figures"]
-    numbers(figures, "p50_ms", "p95_ms", "p99_ms", "errors", "changes_per_s")
+    assert figures["spread_s"] == 1.5 and figures["burst"]["spread_s"] == 0
+    assert figures["server"] == {"workers": 2, "threads": 2, "worker_class": "gthread"}
+    for scenario in (figures, figures["burst"]):
+        assert_fleet_synced(scenario)
+    burst = figures["burst"]["concurrency"]
+    assert burst["syncs_max"] >= 2 and burst["syncs_overlapping_share"] > 0  # released together: they overlap
+    assert figures["capacity"]["syncs_per_s"] == figures["burst"]["syncs_per_s"] > 0
+
+
+@pytest.mark.e2e
+def test_fleet_spread_zero_is_the_burst_alone():
+    document = bench("fleet", "--devices", "2", "--readings", "5", "--jobs", "1", "--processes", "1",
+                     "--workers", "2", "--spread", "0")  # fmt: skip
+    figures = document["figures"]
+    assert "burst" not in figures and figures["spread_s"] == 0
+    assert figures["capacity"]["syncs_per_s"] == figures["syncs_per_s"]
+    assert figures["errors"] == 0 and figures["changes_pushed"] == 5 + 5  # 5 readings; 1 job x 5 changes
+
+
+def assert_fleet_synced(figures: dict[str, Any]) -> None:
+    """One scenario of the fleet: the issue's figures, every change pushed and received, nothing failed."""
+    numbers(figures, "p50_ms", "p95_ms", "p99_ms", "errors", "changes_per_s", "syncs_per_s")
     assert figures["backend"] in ("sqlite", "postgresql")
     assert figures["errors"] == 0, figures.get("failure_examples")
     # 2 readers x 10 readings, 2 linemen x 2 jobs x 5 changes: all pushed, all received
     assert figures["changes_pushed"] == figures["changes_queued"] == figures["changes_received_by_server"] == 40
     assert figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"]
     assert figures["requests"] == 12 and figures["server_time"]["count"] == 12  # hello, push, pull each
+    concurrency = figures["concurrency"]
+    numbers(concurrency, "requests_max", "requests_mean", "syncs_max", "syncs_mean", "busy_share",
+            "syncs_overlapping_share")  # fmt: skip
+    assert 1 <= concurrency["syncs_max"] <= 4 and 0 < concurrency["busy_share"] <= 1
+    assert figures["cpu_s"]["client"] > 0 and figures["cpu_s"]["server"] > 0
 
 
 def test_device_ops_times_readings_and_status_changes():
