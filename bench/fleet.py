@@ -8,7 +8,7 @@ when FIELDSYNC_TEST_PG_URL is set (SQLite otherwise).
   at, notes and completes every job (5 changes a job).
 - Arrivals (timed): every handheld runs `sync()` once (hello, push, pull), starting at a seeded uniformly
   random offset within `spread` seconds of the start. The default spread is the app's reachability probe
-  period (pda_client/app/main.py PROBE_S, 30 s): when the server or the link comes back after an outage,
+  period (pda_client.sync.PROBE_S, 30 s): when the server or the link comes back after an outage,
   every handheld holding a day of work starts its sync at its next probe, so the whole fleet arrives
   within one period, at random phases. That is the most synchronised arrival a real fleet produces (the
   periodic sync, every 5 min, spreads ten times wider). The literal reading of "at once", every device in
@@ -40,7 +40,6 @@ when FIELDSYNC_TEST_PG_URL is set (SQLite otherwise).
 
 from __future__ import annotations
 
-import ast
 import multiprocessing
 import os
 import random
@@ -54,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from pda_client import Handheld, HandheldError
+from pda_client.sync import PROBE_S
 
 from .common import (
     ROOT,
@@ -72,17 +72,7 @@ from .fieldwork import read_meters, work_jobs
 
 SETUP_TIMEOUT_S = 1800
 SYNC_TIMEOUT_S = 900  # after the last device's start
-APP_MODULE = ROOT / "pda_client" / "app" / "main.py"
 GUNICORN_CONF = ROOT / "server" / "gunicorn.conf.py"
-
-
-def app_probe_period_s() -> float:
-    """The app's reachability probe period (PROBE_S in pda_client/app/main.py), read from its source:
-    importing the app needs Kivy and a display."""
-    for node in ast.parse(APP_MODULE.read_text()).body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "PROBE_S" for t in node.targets):
-            return float(ast.literal_eval(node.value))
-    raise RuntimeError(f"PROBE_S not found in {APP_MODULE}")
 
 
 def run(
@@ -101,7 +91,7 @@ def run(
     probe period), and, with `burst`, all in the same instant too; measure what they see."""
     if devices < 2:
         raise SystemExit("--devices must be at least 2 (a reader and a lineman)")
-    spread = app_probe_period_s() if spread is None else spread
+    spread = float(PROBE_S) if spread is None else spread
     if spread < 0:
         raise SystemExit("--spread must be 0 or more seconds")
     backend = choose_backend(backend, default="auto")

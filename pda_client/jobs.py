@@ -20,7 +20,7 @@ from sync_protocol.ownership import FIELD_EDITABLE_JOB_FIELDS
 from sync_protocol.schemas import MAX_NOTE_CHARS
 
 from .errors import InvalidInput, NotAllowed, NotFound
-from .outbox import enqueue, iso, new_id, utc_now
+from .outbox import enqueue, fact_id, iso, utc_now
 from .store import LocalStore, decode
 
 FINISHED = {"completed", "cannot_complete", "closed", "cancelled"}
@@ -233,7 +233,7 @@ class Jobs:
         data = {"job_id": job["id"], **data, "recorded_at": iso(self.now())}
         with self.store.transaction():
             stamp = self.clock.now()
-            event_id = new_id("E")
+            event_id = fact_id("E", stamp)
             enqueue(self.store, self.clock, "job_event", event_id, data, stamp=stamp)
             row = {
                 "id": event_id,

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from sync_protocol import HLC, HLCClock
+from sync_protocol.ownership import ENTITIES, EntityKind
+from sync_protocol.schemas import compact_data
 
 from .store import LocalStore
 
@@ -42,8 +44,11 @@ def load_clock(store: LocalStore, physical: Any = None) -> HLCClock:
     return HLCClock(node_id(device_id or "unenrolled"), **kwargs)
 
 
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex}"
+def fact_id(prefix: str, stamp: HLC) -> str:
+    """A reading's or job event's id: its own HLC stamp, unique as the stamp is (this device's node, and a
+    clock persisted with every change so it never issues a stamp twice). Repeating the change's `hlc`,
+    it costs a few bytes of a gzipped push where a random id costs its full length."""
+    return f"{prefix}-{stamp}"
 
 
 def enqueue(
@@ -55,27 +60,27 @@ def enqueue(
     base: Mapping[str, str | None] | None = None,
     stamp: HLC | None = None,
 ) -> dict[str, Any]:
-    """Append a change to the outbox (the caller holds the store's transaction). Returns the change."""
+    """Append a change to the outbox (the caller holds the store's transaction). Returns the change.
+
+    The change is queued in its compact wire form (fields equal to the server's defaults left out), and
+    kept as first sent: a retry resends exactly these bytes. A fact (reading, job event) is created by
+    its one change and never changed, so the fact's id serves as the change id too (the server's receipt
+    is keyed by it; a correction is a new fact, so a new change id)."""
     stamp = stamp or clock.now()
     change: dict[str, Any] = {
-        "change_id": str(uuid.uuid4()),
+        "change_id": entity_id if ENTITIES[entity] is EntityKind.FACT else str(uuid.uuid4()),
         "entity": entity,
         "entity_id": entity_id,
         "hlc": str(stamp),
-        "data": dict(data),
+        "data": compact_data(entity, data),
     }
     if base:
         change["base"] = dict(base)
-    store.db["outbox"].insert(
-        {
-            "change_id": change["change_id"],
-            "entity": entity,
-            "entity_id": entity_id,
-            "payload": _json(change),
-            "created_at": iso(utc_now()),
-        }
+    store.db.conn.execute(
+        "INSERT INTO outbox (change_id, entity, entity_id, payload, created_at) VALUES (?, ?, ?, ?, ?)",
+        [change["change_id"], entity, entity_id, _json(change), iso(utc_now())],
     )
-    store.db["meta"].upsert({"key": "hlc_last", "value": _json(str(clock.last))}, pk="key")
+    store.set_meta("hlc_last", str(clock.last))
     return change
 
 

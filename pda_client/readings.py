@@ -25,7 +25,7 @@ from sync_protocol.readings import (
 )
 
 from .errors import InvalidInput, NeedsConfirmation, NotFound
-from .outbox import enqueue, iso, new_id, utc_now
+from .outbox import enqueue, fact_id, iso, utc_now
 from .store import LocalStore, decode
 
 # How far the device's clock may be ahead of the previous read's date before a reading is refused locally.
@@ -36,6 +36,21 @@ def _ms(text: str | None) -> int | None:
     if not text:
         return None
     return int(dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def _check_as_run(band: Band, entries: int) -> dict[str, Any]:
+    """The check as the device ran it, stored with the reading. Expected use is kept to the 0.1 unit the
+    office shows it with (the band it gives is in whole units), not to 15 digits that cost bytes on the
+    wire and mean nothing."""
+    return {
+        "result": band.result.value,
+        "consumption": band.consumption,
+        "expected": None if band.expected is None else round(band.expected, 1),
+        "low": band.low,
+        "high": band.high,
+        "rollover": band.rollover,
+        "entries": entries,
+    }
 
 
 class Readings:
@@ -191,15 +206,7 @@ class Readings:
             )
         if confirm is not None and reading_type == "regular":
             reading_type = "verified"
-        check = {
-            "result": band.result.value,
-            "consumption": band.consumption,
-            "expected": band.expected,
-            "low": band.low,
-            "high": band.high,
-            "rollover": band.rollover,
-            "entries": entries,
-        }
+        check = _check_as_run(band, entries)
         return self._store(
             meter,
             value=value,
@@ -279,8 +286,8 @@ class Readings:
             }
             if previous and previous["value"] is not None and data["reading_type"] == "regular":
                 data["reading_type"] = "re_read"
-            reading_id = new_id("MR")
             stamp = self.clock.now()
+            reading_id = fact_id("MR", stamp)
             enqueue(self.store, self.clock, "meter_reading", reading_id, data, stamp=stamp)
             row = {
                 "id": reading_id,

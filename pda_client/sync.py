@@ -23,13 +23,14 @@ from typing import Any
 
 from marshmallow import ValidationError
 
-from sync_protocol import HLC, OLDEST_SUPPORTED_VERSION, PROTOCOL_VERSION, HLCClock, load_record
+from sync_protocol import HLC, OLDEST_SUPPORTED_VERSION, PROTOCOL_VERSION, HLCClock, flatten_messages
 from sync_protocol.ownership import FIELD_EDITABLE_JOB_FIELDS
 
 from .errors import Cancelled, HandheldError, ServerRefused, SyncError
 from .jobs import Jobs
 from .outbox import iso, utc_now
-from .store import LocalStore, decode
+from .records import load_pulled
+from .store import LocalStore, decode, encode
 from .transport import PayloadTooLarge, ResyncRequired, Transport
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,9 @@ TABLES: Mapping[str, str] = {
 FACT_TABLES = {"job_events", "readings"}
 BATCH_SIZE = 200
 JOURNAL_DAYS = 30  # how long acknowledged changes are kept for re-sending after a server restore
+# When a handheld syncs on its own (the app's timers; bench fleet models a fleet's arrivals on them):
+AUTO_SYNC_S = 5 * 60  # periodic sync
+PROBE_S = 30  # reachability probe: a sync starts as soon as the server answers again
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total); total 0 when unknown
 
@@ -84,6 +88,7 @@ class SyncEngine:
         self.cancel = cancel or threading.Event()
         self.now = now
         self.report = SyncReport()
+        self._settlement = Settlement(acknowledged_at="")  # the batch being settled (_settle_all)
 
     def run(self) -> SyncReport:
         """One full sync. Raises a SyncError subclass with a message for the user; work is never lost."""
@@ -102,8 +107,11 @@ class SyncEngine:
         except HandheldError as exc:
             self.store.set_meta("last_error", {"at": iso(self.now()), "message": exc.message, "code": exc.code})
             raise
-        self.store.set_meta("last_success_at", iso(self.now()))
-        self.store.set_meta("last_error", None)
+        else:
+            self.store.set_meta("last_success_at", iso(self.now()))
+            self.store.set_meta("last_error", None)
+        finally:
+            self.store.checkpoint()  # here, not in the middle of someone's entry (store.WAL_AUTOCHECKPOINT_PAGES)
         self.progress("done", 1, 1)
         return self.report
 
@@ -185,53 +193,48 @@ class SyncEngine:
             self.progress("push", done, total)
 
     def _settle_all(self, entries: list[dict[str, Any]], results: list[dict[str, Any]]) -> None:
-        """Record the server's answers and release the changes from the outbox, in one transaction."""
+        """Record the server's answers and release the changes from the outbox, in one transaction: each
+        answer is settled in memory (`_settle`), then the batch's outbox deletions, journal rows and fact
+        updates are written with one executemany each, and `last_ack` once."""
         by_id = {r["change_id"]: r for r in results}
+        settled = [(entry, by_id[entry["change_id"]]) for entry in entries if entry["change_id"] in by_id]
         touched_jobs: set[str] = set()
         with self.store.transaction():
-            for entry in entries:
-                result = by_id.get(entry["change_id"])
-                if result is None:
-                    continue
+            self._settlement = Settlement(acknowledged_at=iso(self.now()))
+            for entry, result in settled:
                 self._settle(entry, result, touched_jobs)
+            self._settlement.write(self.store, [entry["change_id"] for entry, _ in settled])
             for job_id in touched_jobs:
                 self.jobs.refresh(job_id)
 
     def _settle(self, entry: dict[str, Any], result: dict[str, Any], touched_jobs: set[str]) -> None:
         change = entry["payload"]
-        table = TABLES.get(change["entity"])
-        status = result["status"]
-        self.store.db.execute("DELETE FROM outbox WHERE change_id = ?", [entry["change_id"]])
         self.report.pushed += 1
         job_id = change["entity_id"] if change["entity"] == "job" else change.get("data", {}).get("job_id")
         if job_id:
             touched_jobs.add(job_id)
-        if status == "rejected":
-            self._record_rejection(change, result)
-            if table in FACT_TABLES:  # the server does not hold it: it lives on in `rejected`
-                self.store.db.execute(f"DELETE FROM [{table}] WHERE id = ? AND pending = 1", [change["entity_id"]])
+        table = TABLES.get(change["entity"])
+        if result["status"] == "rejected":
+            self._reject(change, result, table)
             return
-        self.store.db["journal"].insert(
-            {"change_id": entry["change_id"], "payload": entry["payload"], "acknowledged_at": iso(self.now())},
-            replace=True,
-        )
-        self.store.set_meta("last_ack", entry["change_id"])
-        if status == "conflict":
+        self._settlement.acknowledge(entry["change_id"], change)
+        if result["status"] == "conflict":
             self.report.conflicts += 1
         else:
             self.report.applied += 1
         if table in FACT_TABLES:
-            update: dict[str, Any] = {"pending": 0}
-            if result.get("hlc"):
-                update["hlc"] = result["hlc"]
-            if result.get("flags"):
-                update["flags"] = result["flags"]
-            self.store.update(table, change["entity_id"], update)
+            self._settlement.settle_fact(table, change["entity_id"], result)
+
+    def _reject(self, change: dict[str, Any], result: dict[str, Any], table: str | None) -> None:
+        self._record_rejection(change, result)
+        if table in FACT_TABLES:  # the server does not hold it: it lives on in `rejected`
+            self.store.db.execute(f"DELETE FROM [{table}] WHERE id = ? AND pending = 1", [change["entity_id"]])
 
     def _record_rejection(self, change: dict[str, Any], result: dict[str, Any]) -> None:
         error = result.get("error") or {}
         self.report.rejected += 1
-        self.store.db["rejected"].upsert(
+        row = encode(
+            "rejected",
             {
                 "change_id": change["change_id"],
                 "entity": change["entity"],
@@ -242,7 +245,10 @@ class SyncEngine:
                 "fields": error.get("fields") or {},
                 "rejected_at": iso(self.now()),
             },
-            pk="change_id",
+        )
+        self.store.db.conn.execute(
+            f"INSERT OR REPLACE INTO rejected ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
+            list(row.values()),
         )
 
     def _settle_journal(self, entries: list[dict[str, Any]], results: list[dict[str, Any]]) -> None:
@@ -308,39 +314,64 @@ class SyncEngine:
             self.store.db.execute("DELETE FROM resync_seen")
             self.store.set_meta("snapshot_active", True)
 
+    def _load(self, raw: Any) -> dict[str, Any] | None:
+        """One pulled record, validated; None for one this handheld cannot read. It is left out and reported
+        rather than stopping the pull: a server newer than the app (a new code, a longer text) must not
+        cut a crew off from its new jobs until the app is updated."""
+        try:
+            return load_pulled(raw)
+        except ValidationError as exc:
+            entity = raw.get("entity") if isinstance(raw, Mapping) else None
+            record_id = raw.get("id") if isinstance(raw, Mapping) else None
+            fields = flatten_messages(exc.messages)
+            log.warning("skipping an invalid %s record %s from the server: %s", entity, record_id, fields)
+            self.report.messages.append(
+                f"Skipped an unreadable {entity or 'unknown'} record ({record_id or 'no id'}: "
+                f"{', '.join(sorted(fields))}) from the server; if it goes on, tell the office."
+            )
+            return None
+
     def _apply(self, records: Iterable[dict[str, Any]]) -> None:
+        """Store one page (the caller holds its transaction with the cursor). Every record is validated
+        before anything is written; one the handheld cannot read is left out and reported (see `_load`)."""
+        page = [record for raw in records if (record := self._load(raw)) is not None]
         tracking = bool(self.store.meta("snapshot_active"))
         touched_jobs: set[str] = set()
         removed = False
-        for raw in records:
-            try:
-                record = load_record(raw)
-            except ValidationError as exc:
-                log.warning("skipping an invalid record from the server: %s", exc.messages)
-                self.report.messages.append(f"Skipped an unreadable {raw.get('entity')} record from the server.")
-                continue
+        upserts: dict[str, list[dict[str, Any]]] = {}
+        for record in page:
             entity, record_id = record["entity"], record["id"]
             table = TABLES[entity]
             if record["op"] == "remove":
+                self._write_upserts(upserts)  # a removal sees every upsert sent before it
                 removed = True
                 self.report.removed += 1
                 self._remove(table, record_id)
                 continue
             self.report.pulled += 1
             row = self._row(entity, record_id, record["data"])
-            self.store.upsert(table, row)
-            if tracking:
-                self.store.db["resync_seen"].upsert({"entity": table, "id": record_id}, pk=("entity", "id"))
+            upserts.setdefault(table, []).append(row)
             if entity == "job":
                 touched_jobs.add(record_id)
             elif entity == "job_event":
                 touched_jobs.add(row["job_id"])
             elif entity == "route":
                 removed = True  # a new cycle may put older readings out of scope
+        self._write_upserts(upserts)
+        if tracking:
+            self.store.db.conn.executemany(
+                "INSERT OR IGNORE INTO resync_seen (entity, id) VALUES (?, ?)",
+                [(TABLES[r["entity"]], r["id"]) for r in page if r["op"] == "upsert"],
+            )
         for job_id in touched_jobs:
             self.jobs.refresh(job_id)
         if removed:
             self._collect_garbage()
+
+    def _write_upserts(self, upserts: dict[str, list[dict[str, Any]]]) -> None:
+        for table, rows in upserts.items():
+            self.store.upsert_many(table, rows)
+        upserts.clear()
 
     def _row(self, entity: str, record_id: str, data: dict[str, Any]) -> dict[str, Any]:
         row = {"id": record_id, **data}
@@ -413,6 +444,40 @@ class SyncEngine:
         self._collect_garbage()
         self.store.db.execute("DELETE FROM resync_seen")
         self.store.set_meta("snapshot_active", False)
+
+
+@dataclass
+class Settlement:
+    """What the answers to one pushed batch write, gathered so that each kind of write is one statement."""
+
+    acknowledged_at: str
+    journal: list[tuple[str, str, str]] = field(default_factory=list)
+    facts: dict[str, list[tuple[str | None, str | None, str]]] = field(default_factory=dict)
+
+    def acknowledge(self, change_id: str, change: dict[str, Any]) -> None:
+        """Journal an acknowledged change (kept for re-sending should the server be restored)."""
+        payload = encode("journal", {"payload": change})["payload"]
+        self.journal.append((change_id, payload, self.acknowledged_at))
+
+    def settle_fact(self, table: str, fact_id: str, result: dict[str, Any]) -> None:
+        """The fact is on the server: no longer pending, with the server's stamp and flags when sent."""
+        flags = encode(table, {"flags": result["flags"]})["flags"] if result.get("flags") else None
+        self.facts.setdefault(table, []).append((result.get("hlc") or None, flags, fact_id))
+
+    def write(self, store: LocalStore, settled_ids: list[str]) -> None:
+        db = store.db.conn
+        db.executemany("DELETE FROM outbox WHERE change_id = ?", [(change_id,) for change_id in settled_ids])
+        db.executemany(
+            "INSERT OR REPLACE INTO journal (change_id, payload, acknowledged_at) VALUES (?, ?, ?)", self.journal
+        )
+        for table, updates in self.facts.items():
+            db.executemany(
+                f"UPDATE [{table}] SET pending = 0, hlc = COALESCE(?, hlc), flags = COALESCE(?, flags)"
+                " WHERE id = ?",
+                updates,
+            )
+        if self.journal:
+            store.set_meta("last_ack", self.journal[-1][0])
 
 
 def _rejection(entry: Mapping[str, Any], code: str, message: str) -> dict[str, Any]:

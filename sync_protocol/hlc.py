@@ -24,7 +24,8 @@ DEFAULT_MAX_DRIFT_MS = 5 * 60 * 1000  # how far ahead of our wall clock a remote
 
 # ASCII digits only (\d also matches other scripts' digits) and \Z, not $ (which allows a trailing "\n"):
 # a stamp has exactly one spelling.
-_HLC_RE = re.compile(rf"^([0-9]{{{WALL_DIGITS}}})-([0-9a-f]{{4}})-({NODE_PATTERN})\Z")
+STAMP_PATTERN = rf"^([0-9]{{{WALL_DIGITS}}})-([0-9a-f]{{4}})-({NODE_PATTERN})\Z"  # the whole string form
+_HLC_RE = re.compile(STAMP_PATTERN)
 _NODE_RE = re.compile(rf"^{NODE_PATTERN}\Z")
 
 

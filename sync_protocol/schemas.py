@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, missing, validate, validates_schema
 
 from . import codes
 from .errors import ERRORS
@@ -490,6 +490,22 @@ def normalise_data(entity: str, data: Mapping[str, Any], *, record: bool = False
     """Validate an entity payload and return its normalised wire form."""
     schema = _schema((RECORD_SCHEMAS if record else PUSH_DATA_SCHEMAS)[entity])
     return schema.dump(schema.load(data))
+
+
+def compact_data(entity: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The shorter `data` that loads to the same change: top-level fields equal to their `load_default`
+    are left out, since the server fills them in exactly so. Other fields, None or not, stay (leaving one
+    out would change what the change means), and nested objects stay whole, as the device stores them.
+    For devices, before a change is queued."""
+    declared = _schema(PUSH_DATA_SCHEMAS[entity]).load_fields
+    return {name: value for name, value in data.items() if not _is_load_default(declared.get(name), value)}
+
+
+def _is_load_default(field_: fields.Field | None, value: Any) -> bool:
+    default = missing if field_ is None else field_.load_default
+    if default is missing or callable(default):
+        return False
+    return type(value) is type(default) and value == default  # False is not 0, 1 is not 1.0
 
 
 def load_change(raw: Mapping[str, Any]) -> Change:

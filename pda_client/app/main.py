@@ -30,6 +30,7 @@ from kivy.uix.screenmanager import NoTransition, ScreenManager
 
 from pda_client import Handheld
 from pda_client.errors import HandheldError, NetworkError, NotFound
+from pda_client.sync import AUTO_SYNC_S, PROBE_S
 
 from . import labels, theme, widgets
 from .accounts import Accounts
@@ -38,8 +39,6 @@ from .i18n import LANGUAGES, tr
 
 log = logging.getLogger(__name__)
 
-AUTO_SYNC_S = 5 * 60  # periodic sync
-PROBE_S = 30  # reachability probe: a sync starts as soon as the server answers again
 
 
 def default_server() -> str:

@@ -444,9 +444,9 @@ def test_kill_at_a_random_moment_leaves_each_operation_whole_or_absent(
 
 SYNC_SEED = 1001
 # Statements from the start of `Handheld.sync()`. The first run's sync is the first download (~900 records,
-# one page, ~20,000 statements); later ones push 14-16 changes in batches of 3 and pull them back: hello's
-# transaction ~15-75, the push ~75-420 (a batch settled every ~70), the pull page ~420-630, then the end.
-SYNC_KILL_POINTS = (10_000, 40, 130, 250, 400, 520, 625)
+# one page, ~1,900 statements: a page is written with one executemany per table); later ones push 14-16
+# changes in batches of 3: hello ~4-14, the push ~14-95 (a batch settled every ~15), the pull page ~90-110.
+SYNC_KILL_POINTS = (1_000, 20, 50, 70, 90, 96, 100)
 
 
 @pytest.fixture(scope="module")
