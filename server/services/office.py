@@ -54,7 +54,7 @@ def create_job(
     created = created_at or utcnow()
     job = Job(
         id=job_id or new_id("J"),
-        number=number or job_number(created.strftime("%y%m%d")),
+        number=number or free_job_number(created),
         customer_id=customer_id,
         premise_id=premise_id,
         job_type=job_type,
@@ -74,6 +74,19 @@ def create_job(
     if assigned_to:
         assign_job(job, assigned_to, actor_id=actor_id)
     return job
+
+
+NUMBER_ATTEMPTS = 20
+
+
+def free_job_number(created: dt.datetime) -> str:
+    """A readable job number not yet taken: six random hex digits a day collide (the birthday bound) once
+    a day's jobs reach the thousands, so a taken one is drawn again rather than failing the insert."""
+    for _ in range(NUMBER_ATTEMPTS):
+        number = job_number(created.strftime("%y%m%d"))
+        if db.session.scalar(select(Job.id).where(Job.number == number)) is None:
+            return number
+    raise RuntimeError(f"no free job number for {created:%Y-%m-%d} after {NUMBER_ATTEMPTS} draws")
 
 
 def _office_status(
