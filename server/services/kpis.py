@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema
-from sqlalchemy import Date, and_, case, func, or_, select
+from sqlalchemy import Date, and_, case, func, or_, select, union
 
 from sync_protocol import HLC
 from sync_protocol.lifecycle import FINISHED, Status, time_on_site_ms
@@ -202,6 +202,9 @@ def job_facts(period: Period) -> list[JobFacts]:
     def stamp(condition: Any) -> Any:
         return case((condition, event.hlc))
 
+    # the jobs created in the period or touched in it, as one id list: the database then looks up those
+    # jobs (a few thousand) by key instead of testing `created OR touched` on every job (100k)
+    created = select(Job.id).where(Job.created_at >= period.start_at, Job.created_at < period.end_at)
     touched = select(event.job_id).where(
         event.kind == "status", event.recorded_at >= period.start_at, event.recorded_at < period.end_at
     )
@@ -218,15 +221,12 @@ def job_facts(period: Period) -> list[JobFacts]:
             func.max(moment(event.status == Status.CLOSED.value)).label("closed_at"),
         )
         .join(event, and_(event.job_id == Job.id, event.kind == "status"))
-        .where(
-            or_(
-                and_(Job.created_at >= period.start_at, Job.created_at < period.end_at),
-                Job.id.in_(touched),
-            )
-        )
+        .where(Job.id.in_(union(created, touched)))
         .group_by(*columns)
+        .order_by(Job.id)  # the order the whole-table scan gave
     )
-    return [facts_of(row) for row in db.session.execute(statement)]
+    # the Core connection: rows without the ORM's result machinery per row
+    return [facts_of(row) for row in db.session.connection().execute(statement)]
 
 
 def _chunks(items: Sequence[str], size: int = ID_CHUNK) -> Iterable[Sequence[str]]:
@@ -249,7 +249,7 @@ def time_on_site_s(job_ids: Sequence[str]) -> dict[str, float]:
                 JobEvent.status.in_(kinds),
             )
         )
-        for job_id, status, recorded_at in db.session.execute(statement):
+        for job_id, status, recorded_at in db.session.connection().execute(statement):  # Core: plain rows
             marks[job_id].append((Status(status), int(recorded_at.timestamp() * 1000)))
     result = {}
     for job_id, job_marks in marks.items():
