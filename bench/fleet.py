@@ -8,7 +8,7 @@ when FIELDSYNC_TEST_PG_URL is set (SQLite otherwise).
   at, notes and completes every job (5 changes a job).
 - Arrivals (timed): every handheld runs `sync()` once (hello, push, pull), starting at a seeded uniformly
   random offset within `spread` seconds of the start. The default spread is the app's reachability probe
-  period (pda_client.sync.PROBE_S, 30 s): when the server or the link comes back after an outage,
+  period (pda_client.core.PROBE_S, 30 s): when the server or the link comes back after an outage,
   every handheld holding a day of work starts its sync at its next probe, so the whole fleet arrives
   within one period, at random phases. That is the most synchronised arrival a real fleet produces (the
   periodic sync, every 5 min, spreads ten times wider). The literal reading of "at once", every device in
@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from pda_client import Handheld, HandheldError
-from pda_client.sync import PROBE_S
+from pda_client.core import PROBE_S
 
 from .common import (
     ROOT,

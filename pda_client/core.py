@@ -21,6 +21,9 @@ from .sync import Progress, SyncEngine, SyncReport
 from .transport import Transport
 
 DEFAULT_DATA_DIR = Path(os.environ.get("FIELDSYNC_DATA", Path.home() / ".fieldsync"))
+# When a handheld syncs on its own (the app's timers; bench fleet models a fleet's arrivals on them):
+AUTO_SYNC_S = 5 * 60  # periodic sync
+PROBE_S = 30  # reachability probe: a sync starts as soon as the server answers again
 
 
 class Handheld:

@@ -48,9 +48,6 @@ TABLES: Mapping[str, str] = {
 FACT_TABLES = {"job_events", "readings"}
 BATCH_SIZE = 200
 JOURNAL_DAYS = 30  # how long acknowledged changes are kept for re-sending after a server restore
-# When a handheld syncs on its own (the app's timers; bench fleet models a fleet's arrivals on them):
-AUTO_SYNC_S = 5 * 60  # periodic sync
-PROBE_S = 30  # reachability probe: a sync starts as soon as the server answers again
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total); total 0 when unknown
 

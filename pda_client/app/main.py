@@ -29,8 +29,8 @@ from kivy.properties import BooleanProperty, NumericProperty, ObjectProperty, Op
 from kivy.uix.screenmanager import NoTransition, ScreenManager
 
 from pda_client import Handheld
+from pda_client.core import AUTO_SYNC_S, PROBE_S
 from pda_client.errors import HandheldError, NetworkError, NotFound
-from pda_client.sync import AUTO_SYNC_S, PROBE_S
 
 from . import labels, theme, widgets
 from .accounts import Accounts
