@@ -21,26 +21,17 @@ from server.services import analysis
 from server.services.analysis import AbcClass, CustomerRow, Rule, Variant, classify
 from server.services.clock import now_hlc
 from server.services.periods import Period
+from tests.web.test_abc_rule import rules
 
 YEAR = Period(dt.date(2025, 1, 1), dt.date(2025, 12, 31))
 IN_YEAR = dt.datetime(2025, 6, 15, 10, 0, tzinfo=dt.UTC)
 
-share = st.fractions(min_value=Fraction(1, 100), max_value=1, max_denominator=1000)
 # floats only (the fast path): repeated values make ties, negatives and zeros make non-consuming customers
 floats = st.one_of(
     st.sampled_from([0.0, -0.0, -1.5, 0.1, 0.2, 0.3, 1.0, 7.25, 1e-9]),
     st.floats(min_value=-10, max_value=1e9, allow_nan=False, allow_infinity=False),
 )
 customers = st.dictionaries(st.text(alphabet="0123456789", min_size=1, max_size=5), floats, max_size=40)
-
-
-@st.composite
-def rules(draw: st.DrawFn) -> Rule:
-    variant = draw(st.sampled_from(Variant))
-    a, b = draw(share), draw(share)
-    if variant is Variant.CUMULATIVE:
-        a, b = min(a, b), max(a, b)
-    return Rule(variant, a, b)
 
 
 @given(customers, rules())
